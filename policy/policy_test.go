@@ -1,0 +1,194 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func hash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+const testKeys = `{
+  "developer_keys": [
+    {"id": "vendor-a", "name": "Vendor A",
+     "scopes": ["url:GET|/api/v1/courses", "url:GET|/api/v1/courses/:course_id/assignments"]},
+    {"id": "open", "require_scopes": false},
+    {"id": "off", "scopes": ["url:GET|/api/v1/courses"], "enabled": false},
+    {"id": "edu", "scopes": ["url:GET|/api/v1/courses"], "hosts": ["canvas.example.edu"]}
+  ],
+  "tokens": [
+    {"sha256": "HASH_A", "developer_key": "vendor-a", "label": "sync"},
+    {"sha256": "HASH_NARROW", "developer_key": "vendor-a", "scopes": ["url:GET|/api/v1/courses"]},
+    {"sha256": "HASH_DROPPED", "developer_key": "vendor-a", "scopes": ["url:GET|/api/v1/accounts"]},
+    {"sha256": "HASH_EXP", "developer_key": "vendor-a", "expires_at": "2027-06-30T00:00:00Z", "revoked": true},
+    {"sha256": "HASH_OPEN", "developer_key": "open"},
+    {"sha256": "HASH_OFF", "developer_key": "off"},
+    {"sha256": "HASH_EDU", "developer_key": "edu"}
+  ]
+}`
+
+func loadTestStore(t *testing.T) *Store {
+	t.Helper()
+	data := testKeys
+	for _, n := range []string{"A", "NARROW", "DROPPED", "EXP", "OPEN", "OFF", "EDU"} {
+		data = strings.Replace(data, "HASH_"+n+`"`, hash("tok-"+n)+`"`, 1)
+	}
+	s, err := Load("keys.json", []byte(data), ParseOptions{}, CompileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestDecideOrderAndOutcomes(t *testing.T) {
+	s := loadTestStore(t)
+	before := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	after := time.Date(2027, 7, 1, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		tok, method, path, host string
+		now                     time.Time
+		masq                    bool
+		want                    Outcome
+		scope                   string
+	}{
+		{"A", "GET", "/api/v1/courses", "", before, false, Allowed, "url:GET|/api/v1/courses"},
+		{"A", "HEAD", "/api/v1/courses/1/assignments", "", before, false, Allowed, "url:GET|/api/v1/courses/:course_id/assignments"},
+		{"A", "POST", "/api/v1/courses", "", before, false, InsufficientScope, ""},
+		{"A", "GET", "/api/v1/courses", "", before, true, InsufficientScope, ""},
+		{"A", "POST", "/api/graphql", "", before, false, InsufficientScope, ""},
+		{"A", "PUT", "/login/oauth2/token", "", before, false, Allowed, ""},
+		{"NARROW", "GET", "/api/v1/courses/1/assignments", "", before, false, InsufficientScope, ""},
+		{"DROPPED", "GET", "/api/v1/accounts", "", before, false, Revoked, ""},
+		// Canvas checks expiry before revocation.
+		{"EXP", "GET", "/api/v1/courses", "", after, false, Expired, ""},
+		{"EXP", "GET", "/api/v1/courses", "", before, false, Revoked, ""},
+		{"OPEN", "DELETE", "/api/v1/accounts/1", "", before, false, Allowed, ""},
+		{"OPEN", "POST", "/api/graphql", "", before, false, Allowed, ""},
+		{"OFF", "GET", "/api/v1/courses", "", before, false, InvalidToken, ""},
+		{"EDU", "GET", "/api/v1/courses", "canvas.example.edu:443", before, false, Allowed, ""},
+		{"EDU", "GET", "/api/v1/courses", "Canvas.Example.EDU", before, false, Allowed, ""},
+		{"EDU", "GET", "/api/v1/courses", "other.example.edu", before, false, InvalidToken, ""},
+		{"NOPE", "GET", "/api/v1/courses", "", before, false, UnknownToken, ""},
+	}
+	for _, c := range cases {
+		d := s.Decide("tok-"+c.tok, Request{Method: c.method, Path: c.path, Host: c.host, Now: c.now, Masquerade: c.masq})
+		if d.Outcome != c.want {
+			t.Errorf("%s %s %s: outcome %v (%s), want %v", c.tok, c.method, c.path, d.Outcome, d.Reason, c.want)
+		}
+		if c.scope != "" && d.Scope != c.scope {
+			t.Errorf("%s %s %s: scope %q, want %q", c.tok, c.method, c.path, d.Scope, c.scope)
+		}
+		if d.Outcome != UnknownToken && d.Token.ID != hash("tok-" + c.tok)[:12] {
+			t.Errorf("token id %q", d.Token.ID)
+		}
+	}
+}
+
+func TestKeysFileErrorsNameLineAndField(t *testing.T) {
+	data := `{
+  "developer_keys": [
+    {"id": "a", "scopes": ["url:GET|/api/v1/course/:course_id/rubric"]},
+    {"id": "a", "scopes": [], "colour": "red"},
+    {"id": "b", "scopes": ["url:GET|/api/v1/(courses"], "mode": "loud"}
+  ],
+  "tokens": [
+    {"sha256": "ABC", "developer_key": "vendr-a", "expires_at": "tomorrow"}
+  ],
+  "extra": 1
+}`
+	_, err := ParseKeysFile("keys.json", []byte(data), ParseOptions{})
+	var errs ConfigErrors
+	if !errors.As(err, &errs) {
+		t.Fatalf("want ConfigErrors, got %v", err)
+	}
+	want := []string{
+		`keys.json:3: developer_keys[0].scopes[0]: scope "url:GET|/api/v1/course/:course_id/rubric" is not in the Canvas scope catalogue; did you mean "url:GET|/api/v1/courses/:course_id/rubrics"`,
+		`keys.json:4: developer_keys[1].colour: unknown field`,
+		`keys.json:4: developer_keys.id: duplicate developer key id "a" (first defined on line 3)`,
+		`keys.json:5: developer_keys[2].scopes[0]:`,
+		`keys.json:5: developer_keys[2].mode: must be "enforce" or "report"`,
+		`keys.json:8: tokens[0].sha256: must be 64 lower-case hex`,
+		`keys.json:8: tokens[0].expires_at: must be an RFC 3339 time`,
+		`keys.json:8: tokens.developer_key: no developer key has id "vendr-a"`,
+		`keys.json:10: extra: unknown field`,
+	}
+	text := err.Error()
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			t.Errorf("missing %q in:\n%s", w, text)
+		}
+	}
+	if len(errs) != len(want) {
+		t.Errorf("got %d errors, want %d:\n%s", len(errs), len(want), text)
+	}
+	// The same file with allow_unknown_scopes still fails on grammar, not the catalogue.
+	_, err = ParseKeysFile("keys.json", []byte(data), ParseOptions{AllowUnknownScopes: true})
+	if strings.Contains(err.Error(), "not in the Canvas scope catalogue") {
+		t.Errorf("allow_unknown_scopes still checks the catalogue:\n%s", err)
+	}
+}
+
+func TestKeysFileSyntaxAndDuplicates(t *testing.T) {
+	for _, c := range []struct{ data, want string }{
+		{"{\n  \"developer_keys\": [\n    {\"id\": \"a\",}\n  ]\n}", "keys.json:3: invalid JSON"},
+		{"{\"developer_keys\": [], \"developer_keys\": []}", `keys.json:1: invalid JSON: duplicate field "developer_keys"`},
+		{"{\"developer_keys\": [{\"id\": \"a\"}]}", "scopes: is required when require_scopes is true"},
+		{"{\"developer_keys\": [{\"id\": \"a\", \"scopes\": [], \"upstream_token\": \"\"}]}", "upstream_token: must not be empty"},
+	} {
+		_, err := ParseKeysFile("keys.json", []byte(c.data), ParseOptions{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.data, err, c.want)
+		}
+	}
+}
+
+func TestSecretsResolvedAndNeverInErrors(t *testing.T) {
+	data := `{"developer_keys":[{"id":"a","scopes":[],"upstream_token":"{env.X}"}]}`
+	s, err := Load("k.json", []byte(data), ParseOptions{}, CompileOptions{ResolveSecret: func(v string) (string, error) {
+		if v != "{env.X}" {
+			t.Errorf("resolver got %q", v)
+		}
+		return "resolved-secret", nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, ok := s.Key("a").UpstreamToken(); !ok || tok != "resolved-secret" {
+		t.Errorf("upstream token %q %v", tok, ok)
+	}
+	_, err = Load("k.json", []byte(data), ParseOptions{}, CompileOptions{ResolveSecret: func(string) (string, error) { return "", nil }})
+	if err == nil || !strings.Contains(err.Error(), "{env.X} resolved to an empty value") {
+		t.Errorf("empty secret: %v", err)
+	}
+}
+
+func TestIdenticalScopeSetsAreShared(t *testing.T) {
+	data := `{"developer_keys":[
+	 {"id":"a","scopes":["url:GET|/api/v1/courses","url:GET|/api/v1/accounts"]},
+	 {"id":"b","scopes":["url:GET|/api/v1/accounts","url:GET|/api/v1/courses"]}]}`
+	s, err := Load("k.json", []byte(data), ParseOptions{}, CompileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Key("a").Set() != s.Key("b").Set() {
+		t.Error("keys with the same scopes do not share a compiled set")
+	}
+}
+
+func BenchmarkDecideAllowed(b *testing.B) {
+	t := &testing.T{}
+	s := loadTestStore(t)
+	req := Request{Method: "GET", Path: "/api/v1/courses/12/assignments", Now: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := s.Decide("tok-A", req); d.Outcome != Allowed {
+			b.Fatal(d.Reason)
+		}
+	}
+}

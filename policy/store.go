@@ -1,0 +1,258 @@
+// Package policy is the Caddy-free core of the gate: it turns a keys file
+// into an immutable Store and decides, for one request, what Canvas would
+// decide for the token that request carries. It does no I/O beyond what its
+// callers hand it, so tests drive it without HTTP.
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
+)
+
+// Store is one compiled, immutable snapshot of a keys file. It is safe for
+// concurrent use; a reload builds a new Store and swaps the pointer.
+type Store struct {
+	keys    []*Key
+	keyByID map[string]*Key
+	tokens  map[[32]byte]*TokenEntry
+	clients map[string]*ClientEntry
+	digest  [32]byte
+	sets    *setCache
+}
+
+// Key is a compiled developer key.
+type Key struct {
+	ID              string
+	Name            string
+	Scopes          []string
+	RequireScopes   bool
+	AllowIncludes   bool
+	Enabled         bool
+	AllowMasquerade bool
+	Hosts           []string
+	Mode            Mode
+	TokenCount      int
+
+	set           *matcher.Set
+	upstreamToken string
+}
+
+// UpstreamToken returns the resolved Canvas token that replaces the client's
+// credential, and whether the key substitutes credentials at all.
+func (k *Key) UpstreamToken() (string, bool) { return k.upstreamToken, k.upstreamToken != "" }
+
+// Set returns the compiled scope set of the key.
+func (k *Key) Set() *matcher.Set { return k.set }
+
+// TokenEntry is one registered (or, for OAuth, verified) gateway token.
+type TokenEntry struct {
+	ID        string // first 12 hex digits of the SHA-256: safe to log
+	Key       *Key
+	Label     string
+	Scopes    []string // nil: the key's scopes
+	ExpiresAt time.Time
+	Revoked   bool
+	// RevokedReason explains Revoked for logs.
+	RevokedReason string
+
+	set *matcher.Set
+}
+
+// Set returns the scope set the token is held to.
+func (t *TokenEntry) Set() *matcher.Set {
+	if t.set != nil {
+		return t.set
+	}
+	return t.Key.set
+}
+
+// ClientEntry is a compiled OAuth2 client.
+type ClientEntry struct {
+	ClientID     string
+	SecretSHA256 [32]byte
+	Key          *Key
+	TokenTTL     time.Duration
+	Scopes       []string // nil: the key's scopes
+}
+
+// CompileOptions control how a parsed keys file becomes a Store.
+type CompileOptions struct {
+	// ResolveSecret expands placeholders such as {env.X} and {file.X} in
+	// upstream_token. Nil leaves values as written.
+	ResolveSecret func(string) (string, error)
+}
+
+// Load parses, validates and compiles a keys file in one step.
+func Load(name string, data []byte, popts ParseOptions, copts CompileOptions) (*Store, error) {
+	kf, err := ParseKeysFile(name, data, popts)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(name, kf, data, copts)
+}
+
+// Compile builds a Store from a parsed keys file. content is the file's
+// bytes, kept only as a digest to detect changes.
+func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*Store, error) {
+	s := &Store{
+		keyByID: make(map[string]*Key, len(kf.DeveloperKeys)),
+		tokens:  make(map[[32]byte]*TokenEntry, len(kf.Tokens)),
+		clients: make(map[string]*ClientEntry, len(kf.Clients)),
+		digest:  sha256.Sum256(content),
+		sets:    newSetCache(),
+	}
+	var errs ConfigErrors
+	for _, dk := range kf.DeveloperKeys {
+		k := &Key{
+			ID: dk.ID, Name: dk.Name, Scopes: dk.Scopes,
+			RequireScopes: dk.RequireScopes, AllowIncludes: dk.AllowIncludes,
+			Enabled: dk.Enabled, AllowMasquerade: dk.AllowMasquerade,
+			Hosts: dk.Hosts, Mode: dk.Mode,
+		}
+		set, err := s.sets.get(dk.Scopes)
+		if err != nil {
+			errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "scopes", Msg: err.Error()})
+		}
+		k.set = set
+		if dk.UpstreamToken != "" {
+			tok := dk.UpstreamToken
+			if opts.ResolveSecret != nil {
+				// The error must not carry the resolved value; resolvers
+				// only report which placeholder failed.
+				tok, err = opts.ResolveSecret(dk.UpstreamToken)
+				if err != nil {
+					errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: err.Error()})
+				}
+			}
+			if tok == "" && err == nil {
+				errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: fmt.Sprintf("%s resolved to an empty value", dk.UpstreamToken)})
+			}
+			k.upstreamToken = tok
+		}
+		s.keys = append(s.keys, k)
+		s.keyByID[k.ID] = k
+	}
+	for _, t := range kf.Tokens {
+		k := s.keyByID[t.DeveloperKey]
+		e := &TokenEntry{
+			ID: TokenID(t.SHA256), Key: k, Label: t.Label,
+			ExpiresAt: t.ExpiresAt, Revoked: t.Revoked,
+		}
+		if t.Revoked {
+			e.RevokedReason = "token marked revoked"
+		}
+		if t.HasScopes {
+			e.Scopes = t.Scopes
+			set, err := s.sets.get(t.Scopes)
+			if err != nil {
+				errs = append(errs, ConfigError{File: name, Line: t.line, Field: "scopes", Msg: err.Error()})
+			}
+			e.set = set
+			// Canvas: removing a scope from a key revokes its tokens. A
+			// token holding a scope its key no longer has is revoked.
+			if k.RequireScopes && !e.Revoked {
+				if missing := notIn(t.Scopes, k.Scopes); missing != "" {
+					e.Revoked = true
+					e.RevokedReason = fmt.Sprintf("token scope %q is no longer on developer key %q", missing, k.ID)
+				}
+			}
+		}
+		k.TokenCount++
+		s.tokens[t.SHA256] = e
+	}
+	for _, c := range kf.Clients {
+		k := s.keyByID[c.DeveloperKey]
+		if c.Scopes != nil && k.RequireScopes {
+			if missing := notIn(c.Scopes, k.Scopes); missing != "" {
+				errs = append(errs, ConfigError{File: name, Line: c.line, Field: "clients.scopes", Msg: fmt.Sprintf("scope %q is not on developer key %q; a client may only hold a subset of its key's scopes", missing, k.ID)})
+			}
+		}
+		s.clients[c.ClientID] = &ClientEntry{ClientID: c.ClientID, SecretSHA256: c.SecretSHA256, Key: k, TokenTTL: c.TokenTTL, Scopes: c.Scopes}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return s, nil
+}
+
+func notIn(sub, super []string) string {
+	for _, s := range sub {
+		if !slices.Contains(super, s) {
+			return s
+		}
+	}
+	return ""
+}
+
+// Digest is the SHA-256 of the keys file the Store was built from.
+func (s *Store) Digest() [32]byte { return s.digest }
+
+// Keys returns the developer keys in file order.
+func (s *Store) Keys() []*Key { return s.keys }
+
+// Key returns the developer key with the given id.
+func (s *Store) Key(id string) *Key { return s.keyByID[id] }
+
+// TokenCount is the number of registered tokens.
+func (s *Store) TokenCount() int { return len(s.tokens) }
+
+// Client returns the OAuth2 client with the given id.
+func (s *Store) Client(id string) *ClientEntry { return s.clients[id] }
+
+// Lookup finds a registered token by its full text.
+func (s *Store) Lookup(token string) *TokenEntry {
+	return s.tokens[HashToken(token)]
+}
+
+// LookupHash finds a registered token by its SHA-256.
+func (s *Store) LookupHash(h [32]byte) *TokenEntry { return s.tokens[h] }
+
+// ScopeSet returns the compiled, interned set for a scope list, compiling it
+// on first use. Used for tokens whose scopes are not in the file (OAuth).
+func (s *Store) ScopeSet(scopes []string) (*matcher.Set, error) { return s.sets.get(scopes) }
+
+// HashToken is the SHA-256 of the token's full text, the form in which
+// tokens are stored.
+func HashToken(token string) [32]byte {
+	// Sum256 only reads its argument, so viewing the string's bytes in
+	// place avoids copying a secret onto the heap.
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+}
+
+// TokenID is the loggable short id of a token hash: its first 12 hex digits.
+func TokenID(h [32]byte) string { return hex.EncodeToString(h[:6]) }
+
+// setCache interns compiled scope sets: keys and tokens that hold the same
+// scopes share one *matcher.Set.
+type setCache struct {
+	mu   sync.Mutex
+	sets map[string]*matcher.Set
+}
+
+func newSetCache() *setCache { return &setCache{sets: map[string]*matcher.Set{}} }
+
+func (c *setCache) get(scopes []string) (*matcher.Set, error) {
+	sorted := slices.Clone(scopes)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	id := strings.Join(sorted, "\n")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if set, ok := c.sets[id]; ok {
+		return set, nil
+	}
+	set, err := matcher.Compile(sorted)
+	if err != nil {
+		return nil, err
+	}
+	c.sets[id] = set
+	return set, nil
+}
