@@ -12,7 +12,7 @@ import (
 // that every configuration error can name a line of the keys file.
 type node struct {
 	offset  int64
-	value   any     // string, bool, json.Number or nil for scalars
+	value   any      // string, bool, json.Number or nil for scalars
 	object  []member // non-nil for objects (possibly empty)
 	array   []*node  // non-nil for arrays (possibly empty)
 	isObj   bool
