@@ -1,0 +1,187 @@
+package matcher
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseScopeOK(t *testing.T) {
+	sc, err := ParseScope("url:GET|/api/v1/courses(/:course_id)(/*blah)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Kind != KindURL || sc.Verb != "GET" || sc.Path != "/api/v1/courses(/:course_id)(/*blah)" || len(sc.alts) != 4 {
+		t.Errorf("got %+v", sc)
+	}
+	sc, err = ParseScope("/auth/userinfo")
+	if err != nil || sc.Kind != KindNonURL || sc.Verb != "" {
+		t.Errorf("userinfo: %+v %v", sc, err)
+	}
+	for _, s := range NonURLScopes() {
+		if sc, err := ParseScope(s); err != nil || sc.Kind != KindNonURL {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+	for _, s := range []string{"url:OPTIONS|/x", "url:PATCH|/x", "url:DELETE|/x", "url:PUT|/x", "url:POST|/x",
+		"url:GET|/", "url:GET|/a()", "url:GET|/by_:group", "url:GET|/f/:id.json", "url:GET|/a(/b(/c))"} {
+		if _, err := ParseScope(s); err != nil {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+}
+
+func TestParseScopeErrors(t *testing.T) {
+	cases := []struct {
+		in     string
+		off    int
+		expect string
+	}{
+		{"blah/scope", 0, `"url:`},
+		{"URL:GET|/x", 0, `"url:`},
+		{"url:get|/x", 4, "one of GET"},
+		{"url:HEAD|/x", 4, "one of GET"},
+		{"url:GET/x", 4, "one of GET"},
+		{"url:GET|x", 8, `"/"`},
+		{"url:GET|", 8, `"/"`},
+		{"url:GET|/api/v1/(courses", 24, `")" to close the group opened at offset 16`},
+		{"url:GET|/a)", 10, `without a matching "("`},
+		{"url:GET|/a/:", 12, `a name after ":"`},
+		{"url:GET|/a/:/b", 12, `a name after ":"`},
+		{"url:GET|/a/*", 12, `a name after "*"`},
+		{"url:GET|(/a/:x)", 8, `"/"`},
+		{"url:GET|/a(/:x)/*)", 17, `a name after "*"`},
+		{"url:GET|/a/:c(/d)", 13, "name character"},
+		{"url:GET|/a/*:x", 12, "name character"},
+		{"url:GET|/a+", 10, "literal path character"},
+		{"url:GET|/a?", 10, "literal path character"},
+		{"url:GET|/a[0]", 10, "literal path character"},
+		{"url:GET|/a{2}", 10, "literal path character"},
+		{"url:GET|/a^", 10, "literal path character"},
+		{"url:GET|/a$", 10, "literal path character"},
+		{"url:GET|/a|b", 10, "literal path character"},
+		{`url:GET|/a\d`, 10, "literal path character"},
+		{"url:GET|/a%2F", 10, "literal path character"},
+		{"url:GET|/a b", 10, "literal path character"},
+		{"url:GET|/a/:id+", 14, "name character"},
+	}
+	for _, c := range cases {
+		_, err := ParseScope(c.in)
+		var se *ScopeError
+		if !errors.As(err, &se) {
+			t.Errorf("ParseScope(%q) = %v; want a *ScopeError", c.in, err)
+			continue
+		}
+		if se.Offset != c.off || !strings.Contains(se.Expected, c.expect) || se.Scope != c.in {
+			t.Errorf("ParseScope(%q): offset %d expected %q; want offset %d containing %q", c.in, se.Offset, se.Expected, c.off, c.expect)
+		}
+		if !strings.HasPrefix(se.Error(), "scope ") || !strings.Contains(se.Error(), "offset") {
+			t.Errorf("message %q", se.Error())
+		}
+	}
+	if _, err := Compile([]string{"url:GET|/x", "url:GET|/api/v1/(courses"}); err == nil {
+		t.Error("Compile accepted a bad scope")
+	}
+}
+
+func TestTooManyAlternatives(t *testing.T) {
+	if _, err := ParseScope("url:GET|/a" + strings.Repeat("(/b)", 7)); err == nil {
+		t.Error("128 alternatives accepted")
+	}
+	if _, err := ParseScope("url:GET|/a" + strings.Repeat("(/b)", 6)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCatalogue(t *testing.T) {
+	cat := Catalogue()
+	if len(cat) != 1311 {
+		t.Errorf("catalogue has %d scopes", len(cat))
+	}
+	if !slices.IsSorted(cat) {
+		t.Error("catalogue not sorted")
+	}
+	if n := len(NonURLScopes()); n != 31 {
+		t.Errorf("%d non-URL scopes", n)
+	}
+	if ok, _ := CheckCatalogue("url:GET|/api/v1/courses/:course_id/rubrics"); !ok {
+		t.Error("rubrics not in catalogue")
+	}
+	if ok, _ := CheckCatalogue("cd2"); !ok {
+		t.Error("cd2 not known")
+	}
+	ok, sug := CheckCatalogue("url:GET|/api/v1/course/:course_id/rubric")
+	if ok || len(sug) == 0 || sug[0] != "url:GET|/api/v1/courses/:course_id/rubrics" || len(sug) > 3 {
+		t.Errorf("suggestions %q", sug)
+	}
+	s := CatalogueSet()
+	if s != CatalogueSet() {
+		t.Error("CatalogueSet not shared")
+	}
+	if got, ok := s.Match("GET", "/api/v1/courses/7/rubrics"); !ok || got != "url:GET|/api/v1/courses/:course_id/rubrics" {
+		t.Errorf("needed scope %q %v", got, ok)
+	}
+}
+
+func TestValidateScopes(t *testing.T) {
+	if err := ValidateScopes([]string{"url:GET|/api/v1/accounts", "cd2"}, false); err != nil {
+		t.Error(err)
+	}
+	err := ValidateScopes([]string{"url:GET|/api/v1/course/:course_id/rubric", "bogus", "url:GET|/api/v1/(x", "url:GET|/api/v1/accounts"}, false)
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 3 {
+		t.Fatalf("got %v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"3 invalid", "not in the Canvas scope catalogue", "did you mean", "url:GET|/api/v1/courses/:course_id/rubrics", `"bogus"`, "offset"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q:\n%s", want, msg)
+		}
+	}
+	err = ValidateScopes([]string{"url:GET|/api/v1/course/:course_id/rubric", "bogus"}, true)
+	if !errors.As(err, &ve) || len(ve.Problems) != 1 {
+		t.Errorf("allowUnknown: %v", err)
+	}
+}
+
+func TestInterner(t *testing.T) {
+	var in Interner
+	a, err := in.Compile([]string{"url:GET|/api/v1/accounts", "url:GET|/custom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := in.Compile([]string{"url:GET|/custom", "url:GET|/api/v1/accounts", "url:GET|/custom"})
+	if a != b {
+		t.Error("equal lists not interned")
+	}
+	c, _ := Intern([]string{"url:GET|/api/v1/accounts"})
+	d, _ := Intern([]string{"url:GET|/api/v1/accounts"})
+	if c != d {
+		t.Error("Intern not shared")
+	}
+	if _, err := in.Compile([]string{"nope"}); err == nil {
+		t.Error("bad scope interned")
+	}
+}
+
+func TestCompileFullFast(t *testing.T) {
+	cat := Catalogue()
+	Compile(cat) // warm up
+	start := time.Now()
+	const n = 20
+	for i := 0; i < n; i++ {
+		if _, err := Compile(cat); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start) / n; d > 5*time.Millisecond {
+		t.Errorf("Compile(catalogue) took %v", d)
+	}
+	start = time.Now()
+	if _, err := buildCatalogue(cat); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("catalogue trie build from scratch: %v", time.Since(start))
+}
