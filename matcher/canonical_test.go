@@ -118,7 +118,10 @@ func TestCanonicalizeNoAlloc(t *testing.T) {
 	}
 }
 
-var reEscape = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
+var (
+	reEscape      = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
+	reCtlOrDouble = regexp.MustCompile(`(?i)%[01][0-9a-f]|%25[0-9a-f]{2}`)
+)
 
 // slowCanonicalize is an independent, simple reimplementation used by the
 // fuzz target: split on "/", validate each segment, rejoin.
@@ -152,7 +155,7 @@ func slowCanonicalize(p string) (string, bool) {
 				return "", false
 			}
 		}
-		if regexp.MustCompile(`%[01][0-9A-F]|%25[0-9A-F]{2}`).MatchString(up) {
+		if reCtlOrDouble.MatchString(up) {
 			return "", false
 		}
 		keep = append(keep, up)

@@ -3,6 +3,7 @@ package matcher
 import (
 	"math/rand/v2"
 	"strings"
+	"testing"
 )
 
 // Test-data generators shared by tests, fuzz targets and benchmarks.
@@ -121,4 +122,38 @@ func synthScope(r *rand.Rand) string {
 	}
 	piece(0, true)
 	return b.String()
+}
+
+// The synthetic generator must produce valid scopes often enough, and use
+// every grammar feature.
+func TestSynthScopes(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	valid := 0
+	feats := map[string]int{}
+	for i := 0; i < 2000; i++ {
+		s := synthScope(r)
+		if _, err := ParseScope(s); err != nil {
+			continue
+		}
+		valid++
+		path := s[strings.IndexByte(s, '|')+1:]
+		for name, sub := range map[string]string{"dyn": ":", "glob": "*", "group": "(", "dot": "."} {
+			if strings.Contains(path, sub) {
+				feats[name]++
+			}
+		}
+		for i := 1; i < len(path); i++ {
+			if path[i] == ':' && path[i-1] != '/' && path[i-1] != '(' {
+				feats["mid-segment dyn"]++
+				break
+			}
+		}
+		if strings.Contains(s, "((") || strings.Contains(s, "(/a(") || strings.Count(s, "(") > 1 {
+			feats["nested-or-multi"]++
+		}
+	}
+	t.Logf("%d/2000 valid, features %v", valid, feats)
+	if valid < 600 || len(feats) < 6 {
+		t.Errorf("generator too weak: %d valid, %v", valid, feats)
+	}
 }
