@@ -1,0 +1,164 @@
+package params
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func wantStatus(t *testing.T, err error, status int) {
+	t.Helper()
+	var pe *Error
+	if !errors.As(err, &pe) {
+		t.Fatalf("want *Error %d, got %v", status, err)
+	}
+	if pe.Status != status {
+		t.Fatalf("want status %d, got %d (%s)", status, pe.Status, pe.Message)
+	}
+}
+
+func TestFilterIncludesQuery(t *testing.T) {
+	tests := []struct {
+		in, out string
+		removed int
+		err     bool
+	}{
+		{"", "", 0, false},
+		{"per_page=10", "per_page=10", 0, false},
+		{"per_page=10&include[]=enrollments&include[]=uuid&page=2", "per_page=10&include[]=uuid&page=2", 1, false},
+		{"include=uuid", "", 1, false},
+		{"include%5B%5D=uuid", "include%5B%5D=uuid", 0, false},
+		{"include%5b%5d=uu%69d&x=1", "include%5b%5d=uu%69d&x=1", 0, false},
+		{"include[]=x", "", 1, false},
+		{"include[]=x&include[]=uuid&include[]=uuid", "include[]=uuid", 2, false},
+		{"include[]=uuid&include[]=uuid", "include[]=uuid", 1, false},
+		{"include[0]=uuid&a=1", "a=1", 1, false},
+		{"include[a]=uuid&a=1", "a=1", 1, false},
+		{"a=1&include[][a]=uuid&include[]=uuid", "a=1", 2, false},
+		{"[include][]=uuid&a=1", "a=1", 1, false},
+		{"include]=uuid&a=1", "a=1", 1, false},
+		{"Include[]=x", "Include[]=x", 0, false},
+		{"include_avatar=1&exclude[]=x", "include_avatar=1&exclude[]=x", 0, false},
+		{"includes[]=x&include[]=uuid", "include[]=uuid", 1, false},
+		{"includes=x&includes[]=uuid", "", 0, true},
+		{"include=uuid&include[]=x", "", 0, true},
+		{"include[]=x&include=uuid", "", 0, true},
+		{"include[a]=x&include=uuid", "", 2, false},
+		{"a=1;include[]=x", "", 0, true},
+		{"a=%zz", "", 0, true},
+		{"a=%4", "", 0, true},
+		{"a=\x01", "", 0, true},
+		{"a=\xc3\xa9", "", 0, true},
+		{"a=1&&include=x&b=2&", "a=1&&b=2&", 1, false},
+		{"&include=x", "", 1, false},
+		{"include=x&a=1", "a=1", 1, false},
+		{"a=1&include=x", "a=1", 1, false},
+		{"a=1& include[]=x&b", "a=1&b", 1, false}, // Rack skips spaces after '&'
+		{" include[]=x", " include[]=x", 0, false}, // but not at the start
+		{"include+[]=x", "include+[]=x", 0, false},
+		{"include[]", "", 1, false},
+		{"include[]=uuid=", "", 1, false},
+		{"a=%2B&include[]=%75uid&z=%26", "a=%2B&include[]=%75uid&z=%26", 0, false},
+	}
+	for _, tc := range tests {
+		out, removed, err := FilterIncludesQuery(tc.in)
+		if tc.err {
+			if err == nil {
+				t.Errorf("%q: want error, got %q", tc.in, out)
+				continue
+			}
+			wantStatus(t, err, 400)
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		if out != tc.out || removed != tc.removed {
+			t.Errorf("%q: got %q (%d), want %q (%d)", tc.in, out, removed, tc.out, tc.removed)
+		}
+	}
+}
+
+func TestFilterIncludesQueryNoAlloc(t *testing.T) {
+	raw := "per_page=10&page=2&sort=name"
+	n := testing.AllocsPerRun(100, func() {
+		out, _, _ := FilterIncludesQuery(raw)
+		if out != raw {
+			t.Fatal("changed")
+		}
+	})
+	if n > 1 {
+		t.Errorf("allocs = %v", n)
+	}
+}
+
+func TestClassifyKey(t *testing.T) {
+	tests := []struct {
+		key        string
+		name, form uint8
+	}{
+		{"include", nmInclude, fmScalar},
+		{"include[]", nmInclude, fmArray},
+		{"include[0]", nmInclude, fmOther},
+		{"include[a]", nmInclude, fmOther},
+		{"[include][]", nmInclude, fmOther},
+		{"include]", nmInclude, fmScalar},
+		{"[include]", nmInclude, fmScalar},
+		{"include[", nmInclude, fmOther},
+		{"include[][a]", nmInclude, fmOther},
+		{"includes[]", nmIncludes, fmArray},
+		{"Include[]", nmOther, 0},
+		{"includex[]", nmOther, 0},
+		{"[]", nmOther, 0},
+		{"", nmOther, 0},
+		{"access_token", nmAccessToken, fmScalar},
+		{"_method[x]", nmMethod, fmOther},
+		{"[[as_user_id", nmAsUserID, fmScalar},
+	}
+	for _, tc := range tests {
+		n, f := classifyKey(tc.key)
+		if n != tc.name || f != tc.form {
+			t.Errorf("%q: got %d/%d want %d/%d", tc.key, n, f, tc.name, tc.form)
+		}
+		n, f = classifyKey([]byte(tc.key))
+		if n != tc.name || f != tc.form {
+			t.Errorf("%q bytes: got %d/%d want %d/%d", tc.key, n, f, tc.name, tc.form)
+		}
+	}
+}
+
+func TestLimits(t *testing.T) {
+	lim := Limits{MaxParams: 3, MaxKeyBytes: 8}
+	if _, err := Inspect(Request{Method: "GET", RawQuery: "a=1&b=2&c=3"}, lim); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Inspect(Request{Method: "GET", RawQuery: "a=1&b=2&c=3&d=4"}, lim)
+	wantStatus(t, err, 400)
+	// query + body together
+	_, err = Inspect(Request{Method: "POST", RawQuery: "a=1&b=2", Body: []byte("c=3&d=4")}, lim)
+	wantStatus(t, err, 400)
+	if _, err := Inspect(Request{Method: "GET", RawQuery: "abcdefgh=1&%61bcdefgh=1"}, lim); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Inspect(Request{Method: "GET", RawQuery: "abcdefghi=1"}, lim)
+	wantStatus(t, err, 400)
+	_, err = Inspect(Request{Method: "POST", ContentType: "application/json", Body: []byte(`{"abcdefghi":1}`)}, lim)
+	wantStatus(t, err, 400)
+	lim.MaxJSONDepth = 2
+	if _, err := Inspect(Request{Method: "POST", ContentType: "application/json", Body: []byte(`{"a":[1]}`)}, lim); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Inspect(Request{Method: "POST", ContentType: "application/json", Body: []byte(`{"a":[[1]]}`)}, lim)
+	wantStatus(t, err, 400)
+	d := DefaultLimits()
+	if d.MaxParams != 1000 || d.MaxKeyBytes != 1024 || d.MaxJSONDepth != 64 {
+		t.Fatal(d)
+	}
+	// Zero limits mean defaults.
+	if _, err := Inspect(Request{Method: "GET", RawQuery: strings.Repeat("a=1&", 999) + "a=1"}, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Inspect(Request{Method: "GET", RawQuery: strings.Repeat("a=1&", 1000) + "a=1"}, Limits{})
+	wantStatus(t, err, 400)
+}
