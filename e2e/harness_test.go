@@ -316,3 +316,13 @@ func runCaddy(t testing.TB, args ...string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// runCaddyIn is runCaddy with a working directory.
+func runCaddyIn(t testing.TB, dir string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(caddyBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
