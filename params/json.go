@@ -382,20 +382,23 @@ func jsonIncludeArray(v []byte) (isArray bool, n int, hasUUID, uuidOnly bool) {
 }
 
 // rewriteJSON rebuilds an object body without the removed members and with
-// replaced include values. Kept members and the separators before them are
-// copied byte for byte.
+// replaced include values. Kept members, and the separator that followed
+// each of them, are copied byte for byte: a removed member is cut from its
+// first byte up to the first byte of the next member (or, when it is last,
+// from the end of the last kept member to its own end).
 func rewriteJSON(b []byte, members []span, remove []bool, replace [][]byte) []byte {
 	out := make([]byte, 0, len(b))
 	out = append(out, b[:members[0].start]...)
-	first := true
+	last := -1 // the last kept member
 	for i, m := range members {
 		if remove[i] {
 			continue
 		}
-		if !first {
-			out = append(out, b[members[i-1].end:m.start]...)
+		if last >= 0 {
+			// The separator that followed the previous kept member.
+			out = append(out, b[members[last].end:members[last+1].start]...)
 		}
-		first = false
+		last = i
 		if replace[i] != nil {
 			out = append(out, b[m.start:m.valStart]...)
 			out = append(out, replace[i]...)

@@ -53,7 +53,7 @@ func TestFilterIncludesQuery(t *testing.T) {
 		{"&include=x", "", 1, false},
 		{"include=x&a=1", "a=1", 1, false},
 		{"a=1&include=x", "a=1", 1, false},
-		{"a=1& include[]=x&b", "a=1&b", 1, false}, // Rack skips spaces after '&'
+		{"a=1& include[]=x&b", "a=1&b", 1, false},  // Rack skips spaces after '&'
 		{" include[]=x", " include[]=x", 0, false}, // but not at the start
 		{"include+[]=x", "include+[]=x", 0, false},
 		{"include[]", "", 1, false},
