@@ -19,6 +19,9 @@ type node struct {
 	splitVar bool
 	// leafOnly: no children; after a glob only full consumption matters.
 	leafOnly bool
+	// table maps a first byte to 1+index into children (nodes with many
+	// static children only).
+	table *[256]uint8
 }
 
 // trie holds one root per verb.
@@ -119,6 +122,13 @@ func (t *trie) finish() {
 func (n *node) finish() {
 	n.splitVar = n.param != nil || n.glob != nil || strings.Trim(n.indices, "/") != ""
 	n.leafOnly = n.param == nil && n.glob == nil && len(n.children) == 0
+	n.table = nil
+	if len(n.children) > 8 {
+		n.table = new([256]uint8)
+		for i := 0; i < len(n.indices); i++ {
+			n.table[n.indices[i]] = uint8(i + 1)
+		}
+	}
 	for _, c := range n.children {
 		c.finish()
 	}
@@ -156,36 +166,93 @@ func formatSuffix(rest string) bool {
 	if rest == "" {
 		return true
 	}
-	return len(rest) > 1 && rest[0] == '.' && strings.IndexByte(rest, '/') < 0
+	if len(rest) < 2 || rest[0] != '.' {
+		return false
+	}
+	for i := 1; i < len(rest); i++ {
+		if rest[i] == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+// child returns the static child whose label starts with b, or nil.
+func (n *node) child(b byte) *node {
+	if n.table != nil {
+		if i := n.table[b]; i != 0 {
+			return n.children[i-1]
+		}
+		return nil
+	}
+	for i := 0; i < len(n.indices); i++ {
+		if n.indices[i] == b {
+			return n.children[i]
+		}
+	}
+	return nil
+}
+
+// hasLabel reports whether path starts with label, whose first byte is
+// already known to match.
+func hasLabel(path, label string) bool {
+	if len(path) < len(label) {
+		return false
+	}
+	if len(label) > 16 {
+		return path[:len(label)] == label
+	}
+	for i := 1; i < len(label); i++ {
+		if path[i] != label[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // match searches below n for path (n's own label already consumed).
 // It returns the allowed leaf id or -1.
 func (n *node) match(path string, s *search) int32 {
-	s.steps++
-	if s.steps > maxSteps {
-		return -1
-	}
-	if len(n.leaves) > 0 && formatSuffix(path) {
-		if l := s.allowed(n); l >= 0 {
-			return l
+	for {
+		s.steps++
+		if s.steps > maxSteps {
+			return -1
 		}
-	}
-	if path == "" {
-		return -1
-	}
-	if i := strings.IndexByte(n.indices, path[0]); i >= 0 {
-		c := n.children[i]
-		if len(path) >= len(c.label) && path[:len(c.label)] == c.label {
+		if len(n.leaves) > 0 && formatSuffix(path) {
+			if l := s.allowed(n); l >= 0 {
+				return l
+			}
+		}
+		if path == "" {
+			return -1
+		}
+		c := n.child(path[0])
+		if c != nil && !hasLabel(path, c.label) {
+			c = nil
+		}
+		if n.param == nil && n.glob == nil {
+			// only a static way on: iterate instead of recursing
+			if c == nil {
+				return -1
+			}
+			n, path = c, path[len(c.label):]
+			continue
+		}
+		if c != nil {
 			if l := c.match(path[len(c.label):], s); l >= 0 {
 				return l
 			}
 		}
+		return n.matchVar(path, s)
 	}
+}
+
+// matchVar tries n's dynamic and glob children.
+func (n *node) matchVar(path string, s *search) int32 {
 	if p := n.param; p != nil {
-		end := strings.IndexByte(path, '/')
-		if end < 0 {
-			end = len(path)
+		end := 0
+		for end < len(path) && path[end] != '/' {
+			end++
 		}
 		if end > 0 {
 			if l := p.match(path[end:], s); l >= 0 {
