@@ -9,8 +9,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -25,7 +23,6 @@ type Store struct {
 	tokens  map[[32]byte]*TokenEntry
 	clients map[string]*ClientEntry
 	digest  [32]byte
-	sets    *setCache
 }
 
 // Key is a compiled developer key.
@@ -107,7 +104,6 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 		tokens:  make(map[[32]byte]*TokenEntry, len(kf.Tokens)),
 		clients: make(map[string]*ClientEntry, len(kf.Clients)),
 		digest:  sha256.Sum256(content),
-		sets:    newSetCache(),
 	}
 	var errs ConfigErrors
 	for _, dk := range kf.DeveloperKeys {
@@ -117,7 +113,7 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 			Enabled: dk.Enabled, AllowMasquerade: dk.AllowMasquerade,
 			Hosts: dk.Hosts, Mode: dk.Mode,
 		}
-		set, err := s.sets.get(dk.Scopes)
+		set, err := matcher.Intern(dk.Scopes)
 		if err != nil {
 			errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "scopes", Msg: err.Error()})
 		}
@@ -151,7 +147,7 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 		}
 		if t.HasScopes {
 			e.Scopes = t.Scopes
-			set, err := s.sets.get(t.Scopes)
+			set, err := matcher.Intern(t.Scopes)
 			if err != nil {
 				errs = append(errs, ConfigError{File: name, Line: t.line, Field: "scopes", Msg: err.Error()})
 			}
@@ -215,9 +211,10 @@ func (s *Store) Lookup(token string) *TokenEntry {
 // LookupHash finds a registered token by its SHA-256.
 func (s *Store) LookupHash(h [32]byte) *TokenEntry { return s.tokens[h] }
 
-// ScopeSet returns the compiled, interned set for a scope list, compiling it
-// on first use. Used for tokens whose scopes are not in the file (OAuth).
-func (s *Store) ScopeSet(scopes []string) (*matcher.Set, error) { return s.sets.get(scopes) }
+// ScopeSet returns the compiled set for a scope list, shared with every key
+// and token holding the same scopes (matcher.Intern). Used for tokens whose
+// scopes are not in the file (OAuth).
+func (s *Store) ScopeSet(scopes []string) (*matcher.Set, error) { return matcher.Intern(scopes) }
 
 // HashToken is the SHA-256 of the token's full text, the form in which
 // tokens are stored.
@@ -229,30 +226,3 @@ func HashToken(token string) [32]byte {
 
 // TokenID is the loggable short id of a token hash: its first 12 hex digits.
 func TokenID(h [32]byte) string { return hex.EncodeToString(h[:6]) }
-
-// setCache interns compiled scope sets: keys and tokens that hold the same
-// scopes share one *matcher.Set.
-type setCache struct {
-	mu   sync.Mutex
-	sets map[string]*matcher.Set
-}
-
-func newSetCache() *setCache { return &setCache{sets: map[string]*matcher.Set{}} }
-
-func (c *setCache) get(scopes []string) (*matcher.Set, error) {
-	sorted := slices.Clone(scopes)
-	slices.Sort(sorted)
-	sorted = slices.Compact(sorted)
-	id := strings.Join(sorted, "\n")
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if set, ok := c.sets[id]; ok {
-		return set, nil
-	}
-	set, err := matcher.Compile(sorted)
-	if err != nil {
-		return nil, err
-	}
-	c.sets[id] = set
-	return set, nil
-}
