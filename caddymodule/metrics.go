@@ -9,16 +9,20 @@ import (
 // Collectors live at package level and are registered into each config's
 // registry on Provision, so counts survive `caddy reload` and a second
 // registration is not a panic (caddy-modules.md §2.6).
+//
+// Label values are bounded: developer_key is a key id from a keys file or
+// "unknown", decision is one of the dec* constants, result is success or
+// error, keys_file is a configured file. No label ever holds a request
+// path, a token or a token id.
 var (
-	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "canvas_scopes", Name: "requests_total",
-		Help: "Credentialed and API requests seen by the gate, by developer key and decision.",
-	}, []string{"developer_key", "decision"})
+	requestsTotal = newKeyedCounter(
+		"requests_total",
+		"Credentialed and API requests seen by the gate, by developer key and decision.",
+		"decision")
 
-	includesFiltered = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "canvas_scopes", Name: "include_params_filtered_total",
-		Help: "include/includes values removed from allowed requests, by developer key.",
-	}, []string{"developer_key"})
+	includesFiltered = newKeyedCounter(
+		"include_params_filtered_total",
+		"include/includes values removed from allowed requests, by developer key.")
 
 	decisionSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "canvas_scopes", Name: "decision_duration_seconds",
@@ -46,16 +50,36 @@ var (
 		Help: "Unix time of the last successful keys file load.",
 	}, []string{"keys_file"})
 
-	collectors = []prometheus.Collector{requestsTotal, includesFiltered, decisionSeconds, storeKeys, storeTokens, reloadsTotal, lastReloadSuccess}
+	// checkedCollectors describe themselves; decisionSeconds comes first
+	// and doubles as the marker that a registry already holds all of ours.
+	checkedCollectors = []prometheus.Collector{decisionSeconds, storeKeys, storeTokens, reloadsTotal, lastReloadSuccess}
+	// keyedCollectors are unchecked (see keyedCounter); a registry does
+	// not detect their second registration, so they are added only
+	// together with the marker.
+	keyedCollectors = []prometheus.Collector{requestsTotal, includesFiltered}
 )
 
+func init() {
+	// Start the reload series at 0 so rate() and increase() work from the
+	// first scrape, before any error has happened.
+	reloadsTotal.WithLabelValues("success")
+	reloadsTotal.WithLabelValues("error")
+}
+
 // registerMetrics adds the collectors to a config's registry, tolerating the
-// registry already holding them.
+// registry already holding them (several handlers in one config).
 func registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range collectors {
+	if err := reg.Register(checkedCollectors[0]); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return nil // another handler of this config registered everything
+		}
+		return err
+	}
+	for _, c := range checkedCollectors[1:] {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -63,7 +87,53 @@ func registerMetrics(reg prometheus.Registerer) error {
 			}
 		}
 	}
+	for _, c := range keyedCollectors {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// keyedCounter is a counter family whose first label is developer_key. With
+// `metrics { per_key off }` the handler passes an empty key label, and the
+// series is kept in a second vector that has no developer_key label at all:
+// the exposition then really omits the label instead of writing
+// developer_key="" (which Prometheus would treat as absent anyway, but
+// promtool, other scrapers and people reading /metrics would not).
+//
+// Both vectors share one metric family, so it is an unchecked collector (it
+// describes nothing): a registry's consistency check would otherwise reject
+// two descriptors of one name with different label names.
+type keyedCounter struct {
+	byKey *prometheus.CounterVec // developer_key, rest...
+	noKey *prometheus.CounterVec // rest...
+}
+
+func newKeyedCounter(name, help string, rest ...string) *keyedCounter {
+	opts := prometheus.CounterOpts{Namespace: "caddy", Subsystem: "canvas_scopes", Name: name, Help: help}
+	return &keyedCounter{
+		byKey: prometheus.NewCounterVec(opts, append([]string{"developer_key"}, rest...)),
+		noKey: prometheus.NewCounterVec(opts, rest),
+	}
+}
+
+// WithLabelValues returns the counter for (developer_key, rest...); an
+// empty developer_key selects the series without that label.
+func (c *keyedCounter) WithLabelValues(lvs ...string) prometheus.Counter {
+	if lvs[0] == "" {
+		return c.noKey.WithLabelValues(lvs[1:]...)
+	}
+	return c.byKey.WithLabelValues(lvs...)
+}
+
+// Describe sends nothing: keyedCounter is an unchecked collector.
+func (c *keyedCounter) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector.
+func (c *keyedCounter) Collect(ch chan<- prometheus.Metric) {
+	c.byKey.Collect(ch)
+	c.noKey.Collect(ch)
 }
 
 // Decision labels for requestsTotal.

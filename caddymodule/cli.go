@@ -1,0 +1,471 @@
+package caddymodule
+
+import (
+	"bufio"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
+)
+
+// Exit codes of `caddy canvas-scopes …`.
+const (
+	exitOK     = 0
+	exitDenied = 1 // validate: the file has errors; explain: denied; scopes: no match
+	exitUsage  = 2 // bad arguments, unreadable input
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "canvas-scopes",
+		Usage: "hash-token | validate <keys.json> | explain --keys <file> --token-sha256 <hex> <METHOD> <URL> | scopes [--grep WORD]",
+		Short: "Tools for the canvas_scopes gate: hash tokens, validate keys files, explain decisions, browse scopes",
+		Long: `Tools for operating the canvas_scopes handler.
+
+  hash-token     read a token on standard input, print its sha256 for the keys file
+  validate       check a keys file; every problem with file:line
+  explain        show what the gate decides for one request and token
+  scopes         list the Canvas URL scopes the gate knows`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.AddCommand(hashTokenCommand(), validateCommand(), explainCommand(), scopesCommand())
+		},
+	})
+}
+
+// exitWith ends the process with code after a subcommand ran; cobra's own
+// error path would print usage and always exit 1.
+func exitWith(code int) error {
+	if code != exitOK {
+		os.Exit(code)
+	}
+	return nil
+}
+
+func hashTokenCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "hash-token",
+		Short: "Read a token on stdin and print the sha256 value for the keys file",
+		Long: `Reads one token on standard input (a trailing newline is removed) and
+prints the lower-case hex SHA-256 to put in the keys file's "sha256" field.
+The token itself is never printed. Example:
+
+  printf %s "$TOKEN" | caddy canvas-scopes hash-token`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if fi, err := os.Stdin.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "reading the token from standard input (end with Enter, then Ctrl-D)")
+			}
+			return exitWith(runHashToken(cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
+	}
+}
+
+// maxTokenBytes bounds what hash-token reads.
+const maxTokenBytes = 64 << 10
+
+// runHashToken prints sha256(token) for the token on in. It never writes
+// the token anywhere.
+func runHashToken(in io.Reader, stdout, stderr io.Writer) int {
+	data, err := io.ReadAll(io.LimitReader(in, maxTokenBytes+1))
+	if err != nil {
+		fmt.Fprintln(stderr, "hash-token: reading standard input:", err)
+		return exitUsage
+	}
+	if len(data) > maxTokenBytes {
+		fmt.Fprintf(stderr, "hash-token: input is longer than %d bytes; expected one token\n", maxTokenBytes)
+		return exitUsage
+	}
+	tok := string(data)
+	tok = strings.TrimSuffix(tok, "\n")
+	tok = strings.TrimSuffix(tok, "\r")
+	switch {
+	case tok == "":
+		fmt.Fprintln(stderr, "hash-token: no token on standard input")
+		return exitUsage
+	case strings.ContainsAny(tok, "\r\n"):
+		fmt.Fprintln(stderr, "hash-token: standard input has more than one line; expected one token")
+		return exitUsage
+	case strings.TrimSpace(tok) != tok:
+		// A bearer token never starts or ends with white space; hashing it
+		// as given would register a token no client can send.
+		fmt.Fprintln(stderr, "hash-token: the token starts or ends with white space; remove it and try again")
+		return exitUsage
+	}
+	h := policy.HashToken(tok)
+	fmt.Fprintln(stdout, hex.EncodeToString(h[:]))
+	return exitOK
+}
+
+func validateCommand() *cobra.Command {
+	var allowUnknown bool
+	c := &cobra.Command{
+		Use:   "validate <keys.json>",
+		Short: "Check a keys file and report every problem with file:line",
+		Long: `Parses and compiles a keys file exactly as the handler does and prints
+every problem as file:line: field: message, with suggestions for scopes
+that are misspelled or missing from the Canvas scope catalogue. Exits 1
+when the file has problems. upstream_token placeholders are not resolved.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return exitWith(runValidate(args[0], allowUnknown, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
+	}
+	c.Flags().BoolVar(&allowUnknown, "allow-unknown-scopes", false, "accept well-formed scopes missing from the catalogue (as allow_unknown_scopes does)")
+	return c
+}
+
+func runValidate(path string, allowUnknown bool, stdout, stderr io.Writer) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	store, err := policy.Load(path, data, policy.ParseOptions{AllowUnknownScopes: allowUnknown}, policy.CompileOptions{})
+	if err != nil {
+		var ces policy.ConfigErrors
+		var ce policy.ConfigError
+		switch {
+		case errors.As(err, &ces):
+			for _, e := range ces {
+				fmt.Fprintln(stderr, withScopeSuggestions(e, allowUnknown))
+			}
+			fmt.Fprintf(stderr, "%s: %d problem(s)\n", path, len(ces))
+		case errors.As(err, &ce):
+			fmt.Fprintln(stderr, withScopeSuggestions(ce, allowUnknown))
+			fmt.Fprintf(stderr, "%s: 1 problem(s)\n", path)
+		default:
+			fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		}
+		return exitDenied
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d developer key(s), %d token(s)\n", path, len(store.Keys()), store.TokenCount())
+	return exitOK
+}
+
+// withScopeSuggestions adds did-you-mean suggestions to a malformed scope
+// error (the keys file parser suggests only for well-formed scopes missing
+// from the catalogue).
+func withScopeSuggestions(e policy.ConfigError, allowUnknown bool) string {
+	line := e.Error()
+	if !strings.Contains(e.Field, ".scopes[") || strings.Contains(e.Msg, "did you mean") {
+		return line
+	}
+	rest, ok := strings.CutPrefix(e.Msg, "scope ")
+	if !ok {
+		return line
+	}
+	q, err := strconv.QuotedPrefix(rest)
+	if err != nil {
+		return line
+	}
+	scope, err := strconv.Unquote(q)
+	if err != nil {
+		return line
+	}
+	candidates := []string{scope}
+	if !strings.HasPrefix(scope, "url:") && strings.Contains(scope, "|") {
+		candidates = append(candidates, "url:"+scope)
+	}
+	for _, c := range candidates {
+		var ve *matcher.ValidationError
+		if err := matcher.ValidateScopes([]string{c}, allowUnknown); errors.As(err, &ve) && len(ve.Problems) == 1 && len(ve.Problems[0].Suggestions) > 0 {
+			return line + "; did you mean " + quoteJoin(ve.Problems[0].Suggestions) + "?"
+		} else if err == nil && c != scope {
+			return line + "; did you mean " + strconv.Quote(c) + "?"
+		}
+	}
+	return line
+}
+
+func quoteJoin(s []string) string {
+	q := make([]string, len(s))
+	for i, v := range s {
+		q[i] = strconv.Quote(v)
+	}
+	return strings.Join(q, " or ")
+}
+
+type explainOptions struct {
+	keysFile     string
+	tokenSHA256  string
+	host         string
+	allowUnknown bool
+	method       string
+	target       string
+	now          time.Time
+}
+
+func explainCommand() *cobra.Command {
+	var o explainOptions
+	c := &cobra.Command{
+		Use:   "explain --keys <file> --token-sha256 <hex> <METHOD> <URL>",
+		Short: "Show what the gate decides for one request made with one token",
+		Long: `Runs one request through the same code the handler uses, without a
+network: canonical path, decision, reason, the scope that matched (or the
+catalogue scope that would be needed), and what the include filter and
+credential substitution would change. The token is named by its sha256
+(see hash-token), never by its text. URL is a path with an optional query
+(/api/v1/courses?include[]=teachers) or an absolute URL, whose host is
+checked against the key's hosts. Exits 0 when the request would be
+forwarded, 1 when it would be denied, 2 on a usage or keys file error.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.method, o.target, o.now = args[0], args[1], time.Now()
+			return exitWith(runExplain(o, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
+	}
+	c.Flags().StringVar(&o.keysFile, "keys", "", "keys file (required)")
+	c.Flags().StringVar(&o.tokenSHA256, "token-sha256", "", "sha256 of the token, 64 hex digits (required)")
+	c.Flags().StringVar(&o.host, "host", "", "Host header of the request (default: the URL's host, if any)")
+	c.Flags().BoolVar(&o.allowUnknown, "allow-unknown-scopes", false, "load the keys file as allow_unknown_scopes does")
+	return c
+}
+
+func runExplain(o explainOptions, stdout, stderr io.Writer) int {
+	if o.keysFile == "" || o.tokenSHA256 == "" {
+		fmt.Fprintln(stderr, "explain: --keys and --token-sha256 are required")
+		return exitUsage
+	}
+	var hash [32]byte
+	if len(o.tokenSHA256) != 64 {
+		fmt.Fprintln(stderr, "explain: --token-sha256 must be 64 hex digits (see `caddy canvas-scopes hash-token`)")
+		return exitUsage
+	}
+	if _, err := hex.Decode(hash[:], []byte(strings.ToLower(o.tokenSHA256))); err != nil {
+		fmt.Fprintln(stderr, "explain: --token-sha256 must be 64 hex digits (see `caddy canvas-scopes hash-token`)")
+		return exitUsage
+	}
+	method := strings.ToUpper(o.method)
+	if method != o.method {
+		fmt.Fprintf(stderr, "explain: note: Canvas routes on the method as sent; checking %s\n", method)
+	}
+	escapedPath, rawQuery, host, err := splitTarget(o.target)
+	if err != nil {
+		fmt.Fprintln(stderr, "explain:", err)
+		return exitUsage
+	}
+	if o.host != "" {
+		host = o.host
+	}
+	data, err := os.ReadFile(o.keysFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "explain:", err)
+		return exitUsage
+	}
+	store, err := policy.Load(o.keysFile, data, policy.ParseOptions{AllowUnknownScopes: o.allowUnknown}, policy.CompileOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "explain: the keys file does not load (run `caddy canvas-scopes validate %s`):\n%v\n", o.keysFile, err)
+		return exitUsage
+	}
+
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	field := func(name, format string, args ...any) {
+		fmt.Fprintf(w, "%-16s "+format+"\n", append([]any{name + ":"}, args...)...)
+	}
+	field("request", "%s %s", method, redactQuery(escapedPath, rawQuery))
+	canonical, err := matcher.Canonicalize(escapedPath)
+	if err != nil {
+		field("decision", "%s", decBadRequest)
+		field("reason", "refused path: %v", err)
+		return exitDenied
+	}
+	field("canonical path", "%s", canonical)
+	needed, hasNeeded := matcher.CatalogueSet().Match(method, canonical)
+
+	insp, err := params.Inspect(params.Request{Method: method, Header: http.Header{}, RawQuery: rawQuery}, params.DefaultLimits())
+	if err != nil {
+		field("decision", "%s", decBadRequest)
+		field("reason", "%v", err)
+		return exitDenied
+	}
+	if insp.MethodOverride != "" {
+		field("decision", "%s", decBadRequest)
+		field("reason", "%s is not allowed: the gate checks the request method Canvas routes on", insp.MethodOverride)
+		return exitDenied
+	}
+
+	entry := store.LookupHash(hash)
+	if entry == nil {
+		field("token", "%s (not in the keys file)", policy.TokenID(hash))
+		field("decision", "%s", decInvalid)
+		field("reason", "token is not registered (with unknown_tokens pass the request would be forwarded untouched for Canvas to check)")
+		return exitDenied
+	}
+	key := entry.Key
+	d := policy.Evaluate(entry, policy.Request{Method: method, Path: canonical, Host: host, Masquerade: insp.Masquerade, Now: o.now})
+	label := ""
+	if entry.Label != "" {
+		label = fmt.Sprintf(" (%s)", entry.Label)
+	}
+	field("token", "%s%s", entry.ID, label)
+	name := ""
+	if key.Name != "" {
+		name = fmt.Sprintf(" (%s)", key.Name)
+	}
+	field("developer key", "%s%s, mode %s", key.ID, name, key.Mode)
+
+	report := key.Mode == policy.ModeReport
+	if d.Outcome != policy.Allowed {
+		if report {
+			field("decision", "%s (report mode: enforce would answer %s)", decWouldDeny, decisionLabel(d.Outcome))
+		} else {
+			field("decision", "%s", decisionLabel(d.Outcome))
+		}
+		field("reason", "%s", d.Reason)
+		if hasNeeded && (report || d.Outcome == policy.InsufficientScope) {
+			field("needed scope", "%s", needed)
+		} else if !hasNeeded && d.Outcome == policy.InsufficientScope {
+			field("needed scope", "none: no catalogue scope covers %s %s", method, canonical)
+		}
+		if !report {
+			return exitDenied
+		}
+	} else {
+		field("decision", "%s", decAllowed)
+		field("reason", "%s", nonEmpty(d.Reason, "a scope matches"))
+		if d.Scope != "" {
+			field("matched scope", "%s", d.Scope)
+		}
+	}
+
+	// What the handler would forward (forward() in handler.go).
+	filter := d.Outcome == policy.Allowed && key.RequireScopes && !key.AllowIncludes && !report
+	_, substitute := key.UpstreamToken()
+	rw, err := insp.Rewrite(params.RewriteOptions{FilterIncludes: filter, StripCredentials: substitute})
+	if err != nil {
+		field("decision", "%s", decBadRequest)
+		field("reason", "%v", err)
+		return exitDenied
+	}
+	switch {
+	case report:
+		field("include filter", "not applied (report mode forwards the request unchanged)")
+	case !key.RequireScopes:
+		field("include filter", "not applied (the key does not require scopes)")
+	case key.AllowIncludes:
+		field("include filter", "not applied (the key has allow_includes)")
+	case rw.IncludesRemoved > 0:
+		field("include filter", "removes %d include value(s)", rw.IncludesRemoved)
+	default:
+		field("include filter", "nothing to remove")
+	}
+	if substitute {
+		field("credential", "replaced by the developer key's upstream_token")
+	}
+	field("forwarded as", "%s %s", method, redactQuery(canonical, rw.RawQuery))
+	return exitOK
+}
+
+func nonEmpty(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// splitTarget splits an absolute URL or an origin-form target into the
+// escaped path (as sent), raw query and host.
+func splitTarget(target string) (escapedPath, rawQuery, host string, err error) {
+	if strings.Contains(target, "://") {
+		u, err := url.Parse(target)
+		if err != nil {
+			return "", "", "", fmt.Errorf("URL: %v", err)
+		}
+		target = strings.TrimPrefix(target, u.Scheme+"://")
+		host = u.Host
+		i := strings.IndexByte(target, '/')
+		if i < 0 {
+			target = "/"
+		} else {
+			target = target[i:]
+		}
+	}
+	if !strings.HasPrefix(target, "/") {
+		return "", "", "", fmt.Errorf("URL must be a path starting with / or an absolute URL, got %q", target)
+	}
+	target, _, _ = strings.Cut(target, "#")
+	escapedPath, rawQuery, _ = strings.Cut(target, "?")
+	return escapedPath, rawQuery, host, nil
+}
+
+// redactQuery renders path?query with the value of every access_token
+// parameter (any bracket or encoding form) replaced, so explain never
+// prints a credential.
+func redactQuery(path, rawQuery string) string {
+	if rawQuery == "" {
+		return path
+	}
+	pairs := strings.Split(rawQuery, "&")
+	for i, p := range pairs {
+		k, _, hasValue := strings.Cut(p, "=")
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			name = k
+		}
+		if hasValue && strings.HasPrefix(strings.ToLower(name), "access_token") {
+			pairs[i] = k + "=REDACTED"
+		}
+	}
+	return path + "?" + strings.Join(pairs, "&")
+}
+
+func scopesCommand() *cobra.Command {
+	var grep string
+	var nonURL bool
+	c := &cobra.Command{
+		Use:   "scopes [--grep WORD]",
+		Short: "List the Canvas URL scopes in the embedded catalogue",
+		Long: `Lists the Canvas URL scopes (url:VERB|/path) the gate knows, one per
+line, sorted. --grep keeps the scopes containing WORD (case-insensitive;
+repeat words separated by spaces to require all of them). Exits 1 when
+nothing matches.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return exitWith(runScopes(grep, nonURL, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
+	}
+	c.Flags().StringVar(&grep, "grep", "", "only scopes containing these words (case-insensitive)")
+	c.Flags().BoolVar(&nonURL, "non-url", false, "also list the known non-URL scopes (LTI, /auth/userinfo, …)")
+	return c
+}
+
+func runScopes(grep string, nonURL bool, stdout, stderr io.Writer) int {
+	all := matcher.Catalogue()
+	if nonURL {
+		all = append(all, matcher.NonURLScopes()...)
+	}
+	words := strings.Fields(strings.ToLower(grep))
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	n := 0
+outer:
+	for _, s := range all {
+		ls := strings.ToLower(s)
+		for _, word := range words {
+			if !strings.Contains(ls, word) {
+				continue outer
+			}
+		}
+		fmt.Fprintln(w, s)
+		n++
+	}
+	if n == 0 {
+		fmt.Fprintf(stderr, "no scope matches %q\n", grep)
+		return exitDenied
+	}
+	return exitOK
+}
