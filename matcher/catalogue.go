@@ -113,7 +113,26 @@ func CheckCatalogue(scope string) (ok bool, suggestions []string) {
 	if _, ok := nonURLIndex[scope]; ok {
 		return true, nil
 	}
+	if !strings.HasPrefix(scope, "url:") {
+		return false, suggestNonURL(scope)
+	}
 	return false, suggest(cat, scope)
+}
+
+// suggestNonURL proposes known non-URL scopes within a small edit distance.
+func suggestNonURL(scope string) []string {
+	var best []scored
+	for _, s := range nonURLList {
+		if d := levenshtein(scope, s); d <= 3 {
+			best = append(best, scored{float64(d), s})
+		}
+	}
+	slices.SortStableFunc(best, func(a, b scored) int { return int(a.d - b.d) })
+	var out []string
+	for i := 0; i < len(best) && i < 3; i++ {
+		out = append(out, best[i].s)
+	}
+	return out
 }
 
 type scored struct {
@@ -271,9 +290,7 @@ func ValidateScopes(scopes []string, allowUnknown bool) error {
 		ps, err := ParseScope(s)
 		if err != nil {
 			p := ScopeProblem{Scope: s, Err: err}
-			if strings.HasPrefix(s, "url:") {
-				p.Suggestions = suggest(loadCatalogue(), s)
-			}
+			_, p.Suggestions = CheckCatalogue(s)
 			probs = append(probs, p)
 			continue
 		}

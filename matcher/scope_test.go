@@ -2,6 +2,7 @@ package matcher
 
 import (
 	"errors"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -116,6 +117,9 @@ func TestCatalogue(t *testing.T) {
 	if ok || len(sug) == 0 || sug[0] != "url:GET|/api/v1/courses/:course_id/rubrics" || len(sug) > 3 {
 		t.Errorf("suggestions %q", sug)
 	}
+	if ok, sug := CheckCatalogue("/auth/userinf"); ok || len(sug) != 1 || sug[0] != "/auth/userinfo" {
+		t.Errorf("non-URL suggestions %q", sug)
+	}
 	s := CatalogueSet()
 	if s != CatalogueSet() {
 		t.Error("CatalogueSet not shared")
@@ -163,6 +167,21 @@ func TestInterner(t *testing.T) {
 	}
 	if _, err := in.Compile([]string{"nope"}); err == nil {
 		t.Error("bad scope interned")
+	}
+	// Entries are weak: once nobody holds the Sets, they go away.
+	a, b, c, d = nil, nil, nil, nil
+	for i := 0; i < 50 && in.Len() > 0; i++ {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if n := in.Len(); n != 0 {
+		t.Errorf("%d live entries after GC", n)
+	}
+	in.mu.Lock()
+	n := len(in.m)
+	in.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d map entries left after cleanup", n)
 	}
 }
 
