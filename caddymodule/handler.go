@@ -192,6 +192,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	body, kind, status, err := readInspectableBody(r, h.MaxBodySize)
+	if status == http.StatusRequestEntityTooLarge && h.mayStreamUninspected(r, canonical) {
+		// A large upload with no credential in the header or query, off
+		// /api/: Canvas reads no token from such a body, so neither do we.
+		return next.ServeHTTP(w, r)
+	}
 	if err != nil {
 		return h.refuse(w, r, start, status, err.Error())
 	}
@@ -416,25 +421,45 @@ func (h *Handler) logDecision(level zapcore.Level, msg string, r *http.Request, 
 }
 
 // readInspectableBody buffers bodies Rails would parse for params (form,
-// multipart, JSON) up to max; others stream untouched.
+// multipart, JSON) up to max; others stream untouched. A body over max is
+// reported with 413 and left readable from its start, so the caller may
+// still stream it on.
 func readInspectableBody(r *http.Request, max int64) ([]byte, params.BodyKind, int, error) {
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	kind, _ := params.BodyKindOf(r.Method, r.Header.Get("Content-Type"), hasBody)
 	if kind != params.BodyForm && kind != params.BodyMultipart && kind != params.BodyJSON {
 		return nil, kind, 0, nil
 	}
+	tooLarge := fmt.Errorf("request body is larger than the %d bytes the gate inspects", max)
 	if r.ContentLength > max {
-		return nil, kind, http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than the %d bytes the gate inspects", max)
+		return nil, kind, http.StatusRequestEntityTooLarge, tooLarge
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, max+1))
-	_ = r.Body.Close()
 	if err != nil {
+		_ = r.Body.Close()
 		return nil, kind, http.StatusBadRequest, errors.New("could not read the request body")
 	}
 	if int64(len(data)) > max {
-		return nil, kind, http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than the %d bytes the gate inspects", max)
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(data), r.Body), r.Body}
+		return nil, kind, http.StatusRequestEntityTooLarge, tooLarge
 	}
+	_ = r.Body.Close()
 	return data, kind, 0, nil
+}
+
+// mayStreamUninspected reports whether an over-large body can go upstream
+// unread: the path is off /api/ and neither the header nor the query
+// carries a credential (Canvas ignores body tokens there). The query is
+// read by params, so encoded keys such as %61ccess_token count too.
+func (h *Handler) mayStreamUninspected(r *http.Request, canonical string) bool {
+	if isAPIPath(canonical) || len(r.Header.Values("Authorization")) > 0 {
+		return false
+	}
+	insp, err := params.Inspect(params.Request{Method: r.Method, Header: r.Header, RawQuery: r.URL.RawQuery}, h.limits)
+	return err == nil && insp.Token == "" && insp.MethodOverride == ""
 }
 
 // restoreBody puts an unchanged buffered body back on the request.

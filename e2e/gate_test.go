@@ -392,3 +392,45 @@ func waitFor(t testing.TB, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Bodies over max_body_size: 413 where the gate must read them, streamed
+// untouched where Canvas would read no credential from them (off /api/, no
+// credential in header or query: browser uploads in a transparent front).
+func TestOversizedBodies(t *testing.T) {
+	in, up := startGate(t, "max_body_size 1KB")
+	big := "a=" + strings.Repeat("x", 4000)
+	cases := []struct {
+		target, token string
+		chunked       bool
+		status        int
+		streamed      bool
+	}{
+		{"/courses/1/files", "", false, 200, true},
+		{"/courses/1/files", "", true, 200, true},
+		{"/api/v1/courses/1/files", "", false, 413, false},
+		{"/courses/1/files", tokUnscoped, false, 413, false},
+		{"/courses/1/files?access_token=" + tokUnscoped, "", true, 413, false},
+		{"/courses/1/files?%61ccess_token=" + tokUnscoped, "", false, 413, false},
+	}
+	for _, c := range cases {
+		req := in.request("POST", c.target, c.token, strings.NewReader(big))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if c.chunked {
+			req.ContentLength = -1
+		}
+		resp, body := in.do(req)
+		if resp.StatusCode != c.status {
+			t.Errorf("%s (token %v, chunked %v): status %d, want %d: %s", c.target, c.token != "", c.chunked, resp.StatusCode, c.status, body)
+		}
+		if c.streamed {
+			if got := up.one(t); string(got.Body) != big {
+				t.Errorf("%s: upstream got %d body bytes, want the original %d", c.target, len(got.Body), len(big))
+			}
+		} else {
+			up.none(t)
+			if c.status == 413 && !strings.Contains(string(body), "larger than the 1000 bytes") {
+				t.Errorf("413 body %s", body)
+			}
+		}
+	}
+}
