@@ -434,3 +434,47 @@ func TestOversizedBodies(t *testing.T) {
 		}
 	}
 }
+
+// The compiled store is shared across `caddy reload` (UsagePool): a forced
+// config reload does not rebuild it, and an edited keys file is picked up
+// by the reload even with polling off.
+func TestStoreSurvivesConfigReload(t *testing.T) {
+	in, up := startGate(t, "reload_interval 0")
+	loadedAt := func() string {
+		_, body := in.do(mustReq(t, "GET", in.admin+"/canvas_scopes/keys"))
+		var keys []struct {
+			LoadedAt string `json:"loaded_at"`
+		}
+		if err := json.Unmarshal(body, &keys); err != nil || len(keys) == 0 {
+			t.Fatalf("keys listing %s: %v", body, err)
+		}
+		return keys[0].LoadedAt
+	}
+	cfg := in.dir + "/Caddyfile"
+	reload := func() {
+		t.Helper()
+		out, err := runCaddy(t, "reload", "--config", cfg, "--adapter", "caddyfile", "--address", strings.TrimPrefix(in.admin, "http://"), "--force")
+		if err != nil {
+			t.Fatalf("caddy reload: %v\n%s", err, out)
+		}
+	}
+	before := loadedAt()
+	time.Sleep(1100 * time.Millisecond) // loaded_at has one-second resolution
+	reload()
+	if after := loadedAt(); after != before {
+		t.Errorf("config reload rebuilt the store: loaded_at %s → %s", before, after)
+	}
+	if resp, _ := in.do(in.request("GET", "/api/v1/courses", tokA, nil)); resp.StatusCode != 200 {
+		t.Fatalf("after reload: %d", resp.StatusCode)
+	}
+	up.take()
+	// With polling off, an edited keys file is picked up by a forced reload.
+	writeFile(t, in.keysPath, strings.Replace(gateKeys(), `"scopes": ["url:GET|/api/v1/courses"], "mode": "report"`, `"scopes": ["url:GET|/api/v1/courses"]`, 1))
+	if resp, _ := in.do(in.request("GET", "/api/v1/accounts", tokReport, nil)); resp.StatusCode != 200 {
+		t.Fatalf("report mode before the reload: %d", resp.StatusCode)
+	}
+	reload()
+	if resp, _ := in.do(in.request("GET", "/api/v1/accounts", tokReport, nil)); resp.StatusCode != 401 {
+		t.Errorf("edited keys file not picked up by caddy reload --force: %d", resp.StatusCode)
+	}
+}
