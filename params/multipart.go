@@ -41,7 +41,10 @@ func scanMultipart(b []byte, boundary string) ([]mpPart, int, *Error) {
 	for {
 		p := pos + len(delim)
 		if bytes.HasPrefix(b[p:], []byte("--")) {
-			if bytes.Contains(b[p+2:], delim) {
+			// The close delimiter ends the body or its line; the epilogue
+			// must not mention the boundary again.
+			epi := b[p+2:]
+			if len(epi) > 0 && !bytes.HasPrefix(epi, []byte("\r\n")) || bytes.Contains(epi, delim) {
 				return nil, 0, bad
 			}
 			return parts, pos, nil

@@ -35,6 +35,9 @@ func TestFilterIncludesMultipart(t *testing.T) {
 			mp(cdn("include[]"), "uuid"), 1, false},
 		{mp(cdn("include"), "uuid", cdn("include[]"), "x"), "", 0, true},
 		{"--XyZ--", "--XyZ--", 0, false},
+		{"--XyZ--\r\nepilogue", "--XyZ--\r\nepilogue", 0, false},
+		{"--XyZ--0", "", 0, true}, // fuzz finding: Go needs CRLF or EOF after the close delimiter
+		{"--XyZ-- \r\n", "", 0, true},
 		// malformed / ambiguous
 		{"preamble\r\n" + mp(cdn("a"), "1"), "", 0, true},
 		{strings.ReplaceAll(mp(cdn("a"), "1"), "\r\n", "\n"), "", 0, true},
