@@ -262,3 +262,32 @@ func TestCatalogueAgainstOracle(t *testing.T) {
 	}
 	t.Logf("%d checks", n)
 }
+
+// Sets are immutable: concurrent Match, Compile and CatalogueSet are safe
+// (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	set, _ := Compile(append(vendorScopes, "url:GET|/custom/:x(/*y)"))
+	reqs := vendorRequests()
+	done := make(chan bool)
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- true }()
+			var in Interner
+			for i, q := range reqs {
+				set.Match(q.method, q.path)
+				CatalogueSet().Match(q.method, q.path)
+				if i%200 == 0 {
+					s, err := in.Compile(vendorScopes)
+					if err != nil || s == nil {
+						t.Error(err)
+						return
+					}
+					Intern([]string{"url:GET|/custom"})
+				}
+			}
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+}
