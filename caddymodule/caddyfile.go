@@ -37,6 +37,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    metrics {
 //	        per_key on|off           # default on
 //	    }
+//	    token_signing_keys <key> [<key>...]  # turns on OAuth client_credentials; first signs, all verify
 //	}
 //
 // Placeholders are not expanded here; secrets are resolved in Provision.
@@ -100,6 +101,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("log_allowed must be a ratio between 0 and 1, got %q", d.Val())
 			}
 			h.LogAllowed = f
+		case "token_signing_keys":
+			keys := d.RemainingArgs()
+			if len(keys) == 0 {
+				return d.Err("token_signing_keys needs at least one key, such as {env.CANVAS_SCOPES_SIGNING_KEY}")
+			}
+			h.TokenSigningKeys = append(h.TokenSigningKeys, keys...)
 		case "metrics":
 			if h.Metrics == nil {
 				h.Metrics = &MetricsConfig{}
@@ -120,7 +127,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		default:
-			return d.Errf("unknown canvas_scopes option %q (known: keys_file, unknown_tokens, anonymous, allow_unknown_scopes, reload_interval, max_body_size, mode, log_allowed, metrics)", d.Val())
+			return d.Errf("unknown canvas_scopes option %q (known: keys_file, unknown_tokens, anonymous, allow_unknown_scopes, reload_interval, max_body_size, mode, log_allowed, metrics, token_signing_keys)", d.Val())
 		}
 		if d.NextArg() {
 			return d.ArgErr()

@@ -79,6 +79,13 @@ type Handler struct {
 	// Metrics controls metric labels.
 	Metrics *MetricsConfig `json:"metrics,omitempty"`
 
+	// TokenSigningKeys turn on machine-to-machine access: the
+	// client_credentials grant for the keys file's clients, gateway
+	// tokens, introspection and revocation. Each key is usually an
+	// {env.*} or {file.*} placeholder resolved in Provision and must be
+	// at least 32 bytes. The first key signs; all keys verify.
+	TokenSigningKeys []string `json:"token_signing_keys,omitempty"`
+
 	keystore   *keystore
 	poolKey    string
 	logger     *zap.Logger
@@ -86,6 +93,7 @@ type Handler struct {
 	perKey     bool
 	limits     params.Limits
 	now        func() time.Time
+	oauth      *oauthGate
 }
 
 // MetricsConfig controls the gate's Prometheus labels.
@@ -146,6 +154,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	if err := h.provisionOAuth(ctx); err != nil {
+		return err
+	}
 	return registerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -190,6 +201,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		return h.refuse(w, r, start, http.StatusBadRequest, "refused path: "+err.Error())
 	}
+	if done, err := h.serveOAuth(w, r, canonical); done {
+		return err
+	}
 
 	body, kind, status, err := readInspectableBody(r, h.MaxBodySize)
 	if status == http.StatusRequestEntityTooLarge && h.mayStreamUninspected(r, canonical) {
@@ -220,10 +234,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	store := h.keystore.current.Load()
-	d := store.Decide(insp.Token, policy.Request{
+	preq := policy.Request{
 		Method: r.Method, Path: canonical, Host: r.Host,
 		Masquerade: insp.Masquerade, Now: h.now(),
-	})
+	}
+	d, gateway := h.decideGatewayToken(store, insp.Token, preq)
+	if !gateway {
+		d = store.Decide(insp.Token, preq)
+	}
 	tokenID := ""
 	if d.Token != nil {
 		tokenID = d.Token.ID
