@@ -60,6 +60,7 @@ const (
 	MsgConflictingCredentials = "conflicting credentials"
 	MsgAmbiguousAccessToken   = "ambiguous access_token parameter"
 	MsgSemicolon              = "semicolon in query string or form body is not allowed"
+	MsgSpaceAfterAmpersand    = "space after & in query string or form body is not allowed"
 	MsgBadEscape              = "malformed percent-encoding in parameters"
 	MsgBadQueryByte           = "invalid byte in query string or form body"
 	MsgTooManyParams          = "too many parameters"
@@ -74,7 +75,7 @@ const (
 // ErrorMessages lists every Message an *Error from this package can carry.
 var ErrorMessages = []string{
 	MsgDuplicateAuthorization, MsgConflictingCredentials, MsgAmbiguousAccessToken,
-	MsgSemicolon, MsgBadEscape, MsgBadQueryByte, MsgTooManyParams, MsgKeyTooLong,
+	MsgSemicolon, MsgSpaceAfterAmpersand, MsgBadEscape, MsgBadQueryByte, MsgTooManyParams, MsgKeyTooLong,
 	MsgIncludeTypeConflict, MsgInvalidJSON, MsgJSONTooDeep, MsgDuplicateJSONMember,
 	MsgInvalidMultipart,
 }

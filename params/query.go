@@ -96,6 +96,11 @@ func validatePairs(raw string, isQuery bool) *Error {
 		switch {
 		case c == ';':
 			return badRequest(MsgSemicolon)
+		case c == '&' && i+1 < len(raw) && raw[i+1] == ' ':
+			// Rack splits on /& */ and drops the spaces; Go keeps them
+			// in the key. Cutting the pair before such a segment would
+			// also change how Rack reads it.
+			return badRequest(MsgSpaceAfterAmpersand)
 		case c == '%':
 			if i+2 >= len(raw) {
 				return badRequest(MsgBadEscape)
@@ -116,14 +121,10 @@ func validatePairs(raw string, isQuery bool) *Error {
 	return nil
 }
 
-// pairKey returns the key and value of one '&'-separated segment, reading it
-// as Rack does: for every segment but the first, spaces right after the
-// separator are skipped (Rack splits on /& */). ok is false for an empty
-// segment, which Rack ignores.
-func pairKey(seg string, first bool) (key, val string, hasEq, ok bool) {
-	if !first {
-		seg = strings.TrimLeft(seg, " ")
-	}
+// pairKey returns the key and value of one '&'-separated segment. ok is
+// false for an empty segment, which Rack ignores. (Rack also skips spaces
+// right after a '&'; validatePairs refuses those.)
+func pairKey(seg string) (key, val string, hasEq, ok bool) {
 	if seg == "" {
 		return "", "", false, false
 	}
@@ -134,7 +135,6 @@ func pairKey(seg string, first bool) (key, val string, hasEq, ok bool) {
 // scanPairs parses a validated query string or form body into c. count is
 // the running number of pairs across query and body.
 func (c *container) scanPairs(raw string, lim Limits, count *int, scratch *[]byte, creds bool) *Error {
-	first := true
 	for s := 0; s <= len(raw); {
 		e := strings.IndexByte(raw[s:], '&')
 		if e < 0 {
@@ -142,8 +142,7 @@ func (c *container) scanPairs(raw string, lim Limits, count *int, scratch *[]byt
 		} else {
 			e += s
 		}
-		key, val, hasEq, ok := pairKey(raw[s:e], first)
-		first = false
+		key, val, hasEq, ok := pairKey(raw[s:e])
 		if ok {
 			*count++
 			if *count > lim.MaxParams {
