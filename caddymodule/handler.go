@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -399,12 +400,49 @@ func (h *Handler) setPlaceholders(r *http.Request, d policy.Decision, tokenID st
 	if !ok {
 		return
 	}
+	// Values are pre-boxed: storing a string as an any allocates.
 	if k := d.Key(); k != nil {
-		repl.Set("http.canvas_scopes.developer_key", k.ID)
+		repl.Set("http.canvas_scopes.developer_key", k.IDValue())
 	}
-	repl.Set("http.canvas_scopes.token_id", tokenID)
-	repl.Set("http.canvas_scopes.decision", d.Outcome.String())
-	repl.Set("http.canvas_scopes.scope", d.Scope)
+	if d.Token != nil && d.Token.ID == tokenID {
+		repl.Set("http.canvas_scopes.token_id", d.Token.IDValue())
+	} else {
+		repl.Set("http.canvas_scopes.token_id", tokenID)
+	}
+	repl.Set("http.canvas_scopes.decision", outcomeValue(d.Outcome))
+	repl.Set("http.canvas_scopes.scope", scopeValue(d.Scope))
+}
+
+// outcomeValues are the decision placeholder values, boxed once.
+var outcomeValues = func() (v [policy.UnknownToken + 1]any) {
+	for i := range v {
+		v[i] = policy.Outcome(i).String()
+	}
+	return v
+}()
+
+func outcomeValue(o policy.Outcome) any {
+	if int(o) < len(outcomeValues) {
+		return outcomeValues[o]
+	}
+	return o.String()
+}
+
+// scopeValues are the catalogue scopes (what Set.Match returns for them),
+// boxed once.
+var scopeValues = sync.OnceValue(func() map[string]any {
+	m := map[string]any{"": "", matcher.AlwaysAllowedPath: matcher.AlwaysAllowedPath}
+	for _, s := range matcher.Catalogue() {
+		m[s] = s
+	}
+	return m
+})
+
+func scopeValue(scope string) any {
+	if v, ok := scopeValues()[scope]; ok {
+		return v
+	}
+	return scope
 }
 
 // logDecision writes one decision line. It never includes a token: only the

@@ -40,6 +40,7 @@ type Key struct {
 
 	set           *matcher.Set
 	upstreamToken string
+	idValue       any
 }
 
 // UpstreamToken returns the resolved Canvas token that replaces the client's
@@ -48,6 +49,16 @@ func (k *Key) UpstreamToken() (string, bool) { return k.upstreamToken, k.upstrea
 
 // Set returns the compiled scope set of the key.
 func (k *Key) Set() *matcher.Set { return k.set }
+
+// IDValue returns ID as an interface value boxed once at compile time, for
+// callers that store it as an any on every request (Caddy placeholders)
+// without allocating.
+func (k *Key) IDValue() any {
+	if k.idValue == nil {
+		return k.ID
+	}
+	return k.idValue
+}
 
 // TokenEntry is one registered (or, for OAuth, verified) gateway token.
 type TokenEntry struct {
@@ -60,7 +71,17 @@ type TokenEntry struct {
 	// RevokedReason explains Revoked for logs.
 	RevokedReason string
 
-	set *matcher.Set
+	set     *matcher.Set
+	idValue any
+}
+
+// IDValue returns ID as an interface value, boxed once at compile time for
+// entries from the keys file (see Key.IDValue).
+func (t *TokenEntry) IDValue() any {
+	if t.idValue == nil {
+		return t.ID
+	}
+	return t.idValue
 }
 
 // Set returns the scope set the token is held to.
@@ -133,6 +154,7 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 			}
 			k.upstreamToken = tok
 		}
+		k.idValue = k.ID
 		s.keys = append(s.keys, k)
 		s.keyByID[k.ID] = k
 	}
@@ -142,6 +164,7 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 			ID: TokenID(t.SHA256), Key: k, Label: t.Label,
 			ExpiresAt: t.ExpiresAt, Revoked: t.Revoked,
 		}
+		e.idValue = e.ID
 		if t.Revoked {
 			e.RevokedReason = "token marked revoked"
 		}
