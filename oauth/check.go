@@ -52,24 +52,28 @@ func Check(c *Claims, client *ClientView, revoked bool) (scopes []string, reason
 		return nil, "token was revoked"
 	}
 	byKey := refIndex(client.KeyScopes)
-	byClient := refIndex(client.Scopes())
-	scopes = make([]string, 0, len(c.Scopes))
+	want := make(map[ScopeRef]bool, len(c.Scopes))
 	for _, r := range c.Scopes {
 		if client.KeyRequireScopes {
 			if _, ok := byKey[r]; !ok {
 				return nil, fmt.Sprintf("a scope of the token is no longer on developer key %q", c.KeyID)
 			}
 		}
-		s, ok := byClient[r]
-		if !ok {
-			if client.KeyRequireScopes {
-				return nil, fmt.Sprintf("a scope of the token is no longer granted to OAuth client %q", c.ClientID)
-			}
-			// An unscoped key: Canvas never looks at the scopes.
-			continue
-		}
-		scopes = append(scopes, s)
+		want[r] = true
 	}
+	// In the client's order, as the token response listed them.
+	scopes = make([]string, 0, len(c.Scopes))
+	for _, s := range client.Scopes() {
+		if r := RefOf(s); want[r] {
+			scopes = append(scopes, s)
+			delete(want, r)
+		}
+	}
+	if len(want) > 0 && client.KeyRequireScopes {
+		return nil, fmt.Sprintf("a scope of the token is no longer granted to OAuth client %q", c.ClientID)
+	}
+	// An unscoped key: Canvas never looks at the scopes, so scopes the
+	// client lost are dropped rather than revoking the token.
 	return scopes, ""
 }
 
