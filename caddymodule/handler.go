@@ -198,6 +198,9 @@ func (h *Handler) Cleanup() error {
 // key, decision, rewrite, next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	start := time.Now()
+	if status, msg := hardenRequest(r); status != 0 {
+		return h.refuse(w, r, start, status, msg)
+	}
 	canonical, err := matcher.Canonicalize(r.URL.EscapedPath())
 	if err != nil {
 		return h.refuse(w, r, start, http.StatusBadRequest, "refused path: "+err.Error())
@@ -313,8 +316,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 		restoreBody(r, body, kind)
 	}
 	stripHopByHopNames(r.Header)
+	// A credentialed request carries exactly one credential upstream:
+	// session cookies are unscoped (peers.md Q7), so they never go along.
+	r.Header.Del("Cookie")
 	if substitute {
-		r.Header.Del("Cookie")
 		r.Header.Set("Authorization", "Bearer "+upstream)
 	}
 	if rw.IncludesRemoved > 0 {
