@@ -2,6 +2,7 @@ package matcher
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -250,7 +251,7 @@ type ScopeProblem struct {
 
 // ErrNotInCatalogue is the ScopeProblem.Err of a well-formed URL scope that
 // is not in the catalogue.
-var ErrNotInCatalogue = fmt.Errorf("not in the Canvas scope catalogue")
+var ErrNotInCatalogue = errors.New("not in the Canvas scope catalogue")
 
 // ValidationError lists every bad scope found by ValidateScopes.
 type ValidationError struct {

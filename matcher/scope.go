@@ -152,7 +152,7 @@ func forbiddenLiteral(c byte) bool {
 const literalExpect = `a literal path character (regex metacharacters + ? [ ] { } ^ $ | \, and %, #, ;, spaces, control and non-ASCII bytes are not allowed in a scope path)`
 
 func (p *parser) seq(open int) ([]item, error) {
-	var out []item
+	out := make([]item, 0, 8)
 	for p.i < len(p.s) {
 		c := p.s[p.i]
 		switch c {
@@ -214,7 +214,7 @@ func (p *parser) seq(open int) ([]item, error) {
 // expand turns optional groups into alternatives. Adjacent literals are
 // merged. It reports false if there would be more than maxAlternatives.
 func expand(items []item) ([][]token, bool) {
-	alts := [][]token{nil}
+	alts := [][]token{make([]token, 0, 8)}
 	for _, it := range items {
 		if !it.isGrp {
 			for i := range alts {
@@ -233,7 +233,8 @@ func expand(items []item) ([][]token, bool) {
 		for _, a := range alts {
 			next = append(next, a)
 			for _, g := range sub {
-				c := append([]token(nil), a...)
+				c := make([]token, len(a), len(a)+len(g))
+				copy(c, a)
 				for _, t := range g {
 					c = appendTok(c, t)
 				}
@@ -245,17 +246,17 @@ func expand(items []item) ([][]token, bool) {
 	return alts, true
 }
 
+// appendTok appends t to ts, merging adjacent literals. Every alternative
+// built by expand owns its backing array, so appending in place is safe.
 func appendTok(ts []token, t token) []token {
 	if t.kind == tokLit {
 		if t.text == "" {
 			return ts
 		}
 		if n := len(ts); n > 0 && ts[n-1].kind == tokLit {
-			// copy to avoid aliasing between alternatives
-			out := append([]token(nil), ts...)
-			out[n-1].text += t.text
-			return out
+			ts[n-1].text += t.text
+			return ts
 		}
 	}
-	return append(ts[:len(ts):len(ts)], t)
+	return append(ts, t)
 }
