@@ -7,7 +7,7 @@ type Reason uint8
 
 const (
 	NotAbsolute    Reason = iota + 1 // empty, or does not start with "/"
-	DotSegment                       // "." or ".." segment, also percent-encoded
+	DotSegment                       // "." or ".." segment, also percent-encoded or between %2F
 	Backslash                        // "\" or %5C
 	Semicolon                        // ";" or %3B (matrix parameters)
 	ControlByte                      // raw or encoded 0x00-0x1F or 0x7F
@@ -35,7 +35,7 @@ var reasonNames = [...]string{
 
 var reasonText = [...]string{
 	NotAbsolute:    "the path does not start with \"/\"",
-	DotSegment:     "a \".\" or \"..\" segment (possibly percent-encoded)",
+	DotSegment:     "a \".\" or \"..\" segment (possibly percent-encoded, or next to an encoded slash)",
 	Backslash:      "a backslash (raw or %5C)",
 	Semicolon:      "a semicolon (raw or %3B)",
 	ControlByte:    "a control character (raw or percent-encoded)",
@@ -84,24 +84,34 @@ func unhex(c byte) byte {
 }
 
 // isDotSeg reports whether seg is ".", ".." or a percent-encoded spelling
-// of them (%2e / %2E for either dot).
+// of them (%2e / %2E for either dot), or contains such a piece delimited
+// by an encoded slash (%2F, e.g. "..%2Fx"): a component that decodes %2F
+// would see a dot segment there.
 func isDotSeg(seg string) bool {
-	n := 0
+	n := 0 // dots in the current piece; -1 once it has another byte
 	for i := 0; i < len(seg); {
-		switch {
-		case seg[i] == '.':
-			i++
-		case i+2 < len(seg) && seg[i] == '%' && seg[i+1] == '2' && (seg[i+2] == 'e' || seg[i+2] == 'E'):
+		if seg[i] == '%' && i+2 < len(seg) && seg[i+1] == '2' && (seg[i+2] == 'f' || seg[i+2] == 'F') {
+			if n == 1 || n == 2 {
+				return true
+			}
+			n = 0
 			i += 3
+			continue
+		}
+		switch {
+		case n < 0:
+		case seg[i] == '.':
+			n++
+		case seg[i] == '%' && i+2 < len(seg) && seg[i+1] == '2' && (seg[i+2] == 'e' || seg[i+2] == 'E'):
+			n++
+			i += 3
+			continue
 		default:
-			return false
+			n = -1
 		}
-		n++
-		if n > 2 {
-			return false
-		}
+		i++
 	}
-	return n > 0
+	return n == 1 || n == 2
 }
 
 // Canonicalize turns an escaped request path into the form Canvas matches
@@ -116,7 +126,9 @@ func isDotSeg(seg string) bool {
 // segment.
 //
 // Paths that Canvas's stack could read differently from us are refused
-// with a *PathError (see Reason). An already canonical path is returned
+// with a *PathError (see Reason). That includes a dot segment hidden
+// behind an encoded slash ("/a/..%2Fb", "/a/x%2F."), which a component
+// that decodes %2F would see as a traversal. An already canonical path is returned
 // as is, without allocating.
 func Canonicalize(escapedPath string) (canonical string, err error) {
 	p := escapedPath

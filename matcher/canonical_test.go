@@ -28,6 +28,10 @@ func TestCanonicalizeAccept(t *testing.T) {
 		"/a/%c3%a9":                          "/a/%C3%A9",
 		"/a/%C3%A9":                          "/a/%C3%A9",
 		"/a/%2F/b":                           "/a/%2F/b",
+		"/a/b%2F.c":                          "/a/b%2F.c",
+		"/a/...%2F":                          "/a/...%2F",
+		"/a/%2F%2F":                          "/a/%2F%2F",
+		"/a/x.%2F":                           "/a/x.%2F",
 		"/a/%25zz":                           "/a/%25zz",
 		"/a/%25":                             "/a/%25",
 		"/a/%25%2F":                          "/a/%25%2F",
@@ -63,6 +67,10 @@ func TestCanonicalizeRefuse(t *testing.T) {
 		{"/a/.%2e", DotSegment, 3},
 		{"/a/%2E.", DotSegment, 3},
 		{"/a//../b", DotSegment, 4},
+		{"/a/..%2Fb", DotSegment, 3},
+		{"/a/b%2f..", DotSegment, 3},
+		{"/a/b%2F%2e%2F", DotSegment, 3},
+		{"/a/%2F.%2F", DotSegment, 3},
 		{`/a\b`, Backslash, 2},
 		{"/a%5Cb", Backslash, 2},
 		{"/a%5cb", Backslash, 2},
@@ -146,9 +154,10 @@ func slowCanonicalize(p string) (string, bool) {
 			continue
 		}
 		up := reEscape.ReplaceAllStringFunc(seg, strings.ToUpper)
-		switch strings.ReplaceAll(up, "%2E", ".") {
-		case ".", "..":
-			return "", false
+		for _, piece := range strings.Split(strings.ReplaceAll(up, "%2E", "."), "%2F") {
+			if piece == "." || piece == ".." {
+				return "", false
+			}
 		}
 		for _, bad := range []string{"%5C", "%3B", "%23", "%7F"} {
 			if strings.Contains(up, bad) {
