@@ -12,12 +12,15 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -94,6 +97,7 @@ type Handler struct {
 	perKey     bool
 	limits     params.Limits
 	now        func() time.Time
+	counters   *counterCache
 	oauth      *oauthGate
 }
 
@@ -122,6 +126,7 @@ const (
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.now = time.Now
+	h.counters = &counterCache{}
 	h.limits = params.DefaultLimits()
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = defaultMaxBodySize
@@ -394,7 +399,7 @@ func (h *Handler) keyLabel(k *policy.Key) string {
 }
 
 func (h *Handler) count(k *policy.Key, decision string, start time.Time) {
-	requestsTotal.WithLabelValues(h.keyLabel(k), decision).Inc()
+	h.requestCounter(k, decision).Inc()
 	if !start.IsZero() {
 		decisionSeconds.Observe(time.Since(start).Seconds())
 	}
@@ -582,3 +587,53 @@ var (
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// counterCache keeps requestsTotal series by (developer key, decision), so
+// the hot path neither hashes label values nor takes the vector's lock on
+// every request. It belongs to one store snapshot: a reload starts afresh,
+// so keys of old snapshots are not kept alive.
+type counterCache struct {
+	cur atomic.Pointer[counterSnapshot]
+}
+
+type counterSnapshot struct {
+	store *policy.Store
+	byKey sync.Map // *policy.Key (nil: no key, or per_key off) -> *decisionCounters
+}
+
+// cachedDecisions are the decisions with a cache slot; others go straight to
+// the vector.
+var cachedDecisions = [...]string{decAllowed, decInsufficient, decInvalid, decExpired, decRevoked, decNoCredential, decBadRequest, decWouldDeny, decPassthrough}
+
+type decisionCounters [len(cachedDecisions)]atomic.Pointer[prometheus.Counter]
+
+func (h *Handler) requestCounter(k *policy.Key, decision string) prometheus.Counter {
+	i := slices.Index(cachedDecisions[:], decision)
+	if h.counters == nil || h.keystore == nil || i < 0 {
+		return requestsTotal.WithLabelValues(h.keyLabel(k), decision)
+	}
+	if !h.perKey {
+		k = nil // one label value for every key
+	}
+	store := h.keystore.current.Load()
+	snap := h.counters.cur.Load()
+	if snap == nil || snap.store != store {
+		fresh := &counterSnapshot{store: store}
+		if h.counters.cur.CompareAndSwap(snap, fresh) {
+			snap = fresh
+		} else {
+			snap = h.counters.cur.Load()
+		}
+	}
+	v, ok := snap.byKey.Load(k)
+	if !ok {
+		v, _ = snap.byKey.LoadOrStore(k, new(decisionCounters))
+	}
+	slot := &v.(*decisionCounters)[i]
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	c := requestsTotal.WithLabelValues(h.keyLabel(k), decision)
+	slot.Store(&c)
+	return c
+}
