@@ -587,6 +587,9 @@ func TestPrometheusDashboardAndAlerts(t *testing.T) {
 	} else {
 		t.Logf("promtool check rules: %s", strings.TrimSpace(string(out)))
 	}
+	if out, err := exec.Command(promtool, "check", "config", filepath.Join(repo, "examples/prometheus/prometheus.yml")).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config examples/prometheus/prometheus.yml: %v\n%s", err, out)
+	}
 	alertSrc, err := os.ReadFile(alertsPath)
 	if err != nil {
 		t.Fatal(err)
