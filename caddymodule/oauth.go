@@ -20,6 +20,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -28,6 +30,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/oauth"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
@@ -38,6 +41,68 @@ import (
 type oauthGate struct {
 	signer    *oauth.Signer
 	failDelay time.Duration
+
+	// views caches, per compiled client (immutable for the life of its
+	// store), the prepared view and the compiled sets of the scope lists
+	// its tokens carry. It is cleared when the store changes.
+	viewsOf atomic.Pointer[policy.Store]
+	views   sync.Map // *policy.ClientEntry -> *clientCache
+}
+
+type clientCache struct {
+	view *oauth.ClientView
+	mu   sync.Mutex
+	sets map[string]*matcher.Set // by the token's scope references
+}
+
+// maxCachedSets bounds the scope sets cached per client (one per distinct
+// scope request).
+const maxCachedSets = 64
+
+func (g *oauthGate) clientCache(store *policy.Store, cl *policy.ClientEntry) *clientCache {
+	if g.viewsOf.Load() != store {
+		g.views.Clear()
+		g.viewsOf.Store(store)
+	}
+	if v, ok := g.views.Load(cl); ok {
+		return v.(*clientCache)
+	}
+	cc := &clientCache{view: (&oauth.ClientView{
+		ClientID: cl.ClientID, SecretSHA256: cl.SecretSHA256, KeyID: cl.Key.ID,
+		KeyRequireScopes: cl.Key.RequireScopes, KeyScopes: cl.Key.Scopes, ClientScopes: cl.Scopes,
+	}).Prepare(), sets: map[string]*matcher.Set{}}
+	v, _ := g.views.LoadOrStore(cl, cc)
+	return v.(*clientCache)
+}
+
+// set returns the compiled set for a token's scopes, cached by its
+// references.
+func (cc *clientCache) set(store *policy.Store, c *oauth.Claims, scopes []string) (*matcher.Set, error) {
+	id := refsKey(c.Scopes)
+	cc.mu.Lock()
+	set, ok := cc.sets[id]
+	cc.mu.Unlock()
+	if ok {
+		return set, nil
+	}
+	set, err := store.ScopeSet(scopes)
+	if err != nil {
+		return nil, err
+	}
+	cc.mu.Lock()
+	if len(cc.sets) < maxCachedSets {
+		cc.sets[id] = set
+	}
+	cc.mu.Unlock()
+	return set, nil
+}
+
+func refsKey(refs []oauth.ScopeRef) string {
+	b := make([]byte, 0, 8*len(refs))
+	for _, r := range refs {
+		b = append(b, r[:]...)
+	}
+	return string(b)
 }
 
 // Process-wide state, shared across config reloads: a reload must neither
@@ -360,7 +425,7 @@ func (h *Handler) decideGatewayToken(store *policy.Store, token string, req poli
 // the current store. err means "Invalid access token." (bad form or
 // signature, developer key gone, or a key without upstream_token); a token
 // that verified but no longer stands comes back with entry.Revoked set.
-func (h *Handler) verifyGatewayToken(store *policy.Store, token string, now time.Time) (oauth.Claims, *policy.TokenEntry, scopeMatcher, error) {
+func (h *Handler) verifyGatewayToken(store *policy.Store, token string, now time.Time) (oauth.Claims, *policy.TokenEntry, *matcher.Set, error) {
 	if !oauth.IsGatewayToken(token) {
 		return oauth.Claims{}, nil, nil, oauth.ErrMalformed
 	}
@@ -376,14 +441,15 @@ func (h *Handler) verifyGatewayToken(store *policy.Store, token string, now time
 		return oauth.Claims{}, nil, nil, fmt.Errorf("developer key %q has no upstream_token", c.KeyID)
 	}
 	var view *oauth.ClientView
+	var cache *clientCache
 	if cl := store.Client(c.ClientID); cl != nil {
-		view = &oauth.ClientView{
-			ClientID: cl.ClientID, SecretSHA256: cl.SecretSHA256, KeyID: cl.Key.ID,
-			KeyRequireScopes: cl.Key.RequireScopes, KeyScopes: cl.Key.Scopes, ClientScopes: cl.Scopes,
-		}
-		if cl.Key != key {
-			// Check reports the move; match against the token's key.
-			view.KeyRequireScopes, view.KeyScopes = key.RequireScopes, key.Scopes
+		if cl.Key == key {
+			cache = h.oauth.clientCache(store, cl)
+			view = cache.view
+		} else {
+			// The client moved to another key: Check reports it.
+			view = &oauth.ClientView{ClientID: cl.ClientID, SecretSHA256: cl.SecretSHA256, KeyID: cl.Key.ID,
+				KeyRequireScopes: key.RequireScopes, KeyScopes: key.Scopes, ClientScopes: cl.Scopes}
 		}
 	}
 	scopes, reason := oauth.Check(&c, view, revocations.Has(c.ID))
@@ -395,16 +461,11 @@ func (h *Handler) verifyGatewayToken(store *policy.Store, token string, now time
 	if e.Revoked {
 		return c, e, nil, nil
 	}
-	set, err := store.ScopeSet(scopes)
+	set, err := cache.set(store, &c, scopes)
 	if err != nil {
 		return oauth.Claims{}, nil, nil, fmt.Errorf("token scopes do not compile: %v", err)
 	}
 	return c, e, set, nil
-}
-
-// scopeMatcher is the part of *matcher.Set the narrowing uses.
-type scopeMatcher interface {
-	Match(method, canonicalPath string) (string, bool)
 }
 
 // oauthLog writes one OAuth log line. clientID must be a registered id (or

@@ -1,8 +1,10 @@
 package oauth
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"fmt"
+	"slices"
 )
 
 // ClientView is what verification needs to know, as of now, about the
@@ -18,6 +20,26 @@ type ClientView struct {
 	KeyScopes        []string
 	// ClientScopes is the client's own list; nil means the key's scopes.
 	ClientScopes []string
+
+	prepared   bool
+	keyRefs    map[ScopeRef]struct{}
+	clientRefs []ScopeRef // parallel to Scopes()
+}
+
+// Prepare precomputes the scope references, so that a view cached by the
+// caller makes Check allocation-light. The view must not change after.
+func (v *ClientView) Prepare() *ClientView {
+	v.keyRefs = make(map[ScopeRef]struct{}, len(v.KeyScopes))
+	for _, s := range v.KeyScopes {
+		v.keyRefs[RefOf(s)] = struct{}{}
+	}
+	sc := v.Scopes()
+	v.clientRefs = make([]ScopeRef, len(sc))
+	for i, s := range sc {
+		v.clientRefs[i] = RefOf(s)
+	}
+	v.prepared = true
+	return v
 }
 
 // Scopes returns the client's effective scopes: its own list or the key's.
@@ -51,25 +73,26 @@ func Check(c *Claims, client *ClientView, revoked bool) (scopes []string, reason
 	case revoked:
 		return nil, "token was revoked"
 	}
-	byKey := refIndex(client.KeyScopes)
-	want := make(map[ScopeRef]bool, len(c.Scopes))
+	if !client.prepared {
+		v := *client
+		client = v.Prepare()
+	}
 	for _, r := range c.Scopes {
 		if client.KeyRequireScopes {
-			if _, ok := byKey[r]; !ok {
+			if _, ok := client.keyRefs[r]; !ok {
 				return nil, fmt.Sprintf("a scope of the token is no longer on developer key %q", c.KeyID)
 			}
 		}
-		want[r] = true
 	}
-	// In the client's order, as the token response listed them.
+	// In the client's order, as the token response listed them. Token
+	// references are sorted and unique (decodePayload checks).
 	scopes = make([]string, 0, len(c.Scopes))
-	for _, s := range client.Scopes() {
-		if r := RefOf(s); want[r] {
-			scopes = append(scopes, s)
-			delete(want, r)
+	for i, r := range client.clientRefs {
+		if _, found := slices.BinarySearchFunc(c.Scopes, r, cmpRef); found {
+			scopes = append(scopes, client.Scopes()[i])
 		}
 	}
-	if len(want) > 0 && client.KeyRequireScopes {
+	if len(scopes) < len(c.Scopes) && client.KeyRequireScopes && !allFound(c.Scopes, client.clientRefs) {
 		return nil, fmt.Sprintf("a scope of the token is no longer granted to OAuth client %q", c.ClientID)
 	}
 	// An unscoped key: Canvas never looks at the scopes, so scopes the
@@ -77,13 +100,16 @@ func Check(c *Claims, client *ClientView, revoked bool) (scopes []string, reason
 	return scopes, ""
 }
 
-func refIndex(scopes []string) map[ScopeRef]string {
-	m := make(map[ScopeRef]string, len(scopes))
-	for _, s := range scopes {
-		m[RefOf(s)] = s
+func allFound(refs, in []ScopeRef) bool {
+	for _, r := range refs {
+		if !slices.Contains(in, r) {
+			return false
+		}
 	}
-	return m
+	return true
 }
+
+func cmpRef(a, b ScopeRef) int { return bytes.Compare(a[:], b[:]) }
 
 // Refs returns the references of a scope list, for Claims.Scopes.
 func Refs(scopes []string) []ScopeRef {

@@ -323,6 +323,6 @@ func decodePayload(b []byte) (Claims, error) {
 
 func sortRefs(refs []ScopeRef) []ScopeRef {
 	out := slices.Clone(refs)
-	slices.SortFunc(out, func(a, b ScopeRef) int { return strings.Compare(string(a[:]), string(b[:])) })
+	slices.SortFunc(out, cmpRef)
 	return slices.Compact(out)
 }
