@@ -204,11 +204,11 @@ func (h *Handler) Cleanup() error {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	start := time.Now()
 	if status, msg := hardenRequest(r); status != 0 {
-		return h.refuse(w, r, start, status, msg)
+		return h.refuse(w, r, next, start, status, msg)
 	}
 	canonical, err := matcher.Canonicalize(r.URL.EscapedPath())
 	if err != nil {
-		return h.refuse(w, r, start, http.StatusBadRequest, "refused path: "+err.Error())
+		return h.refuse(w, r, next, start, http.StatusBadRequest, "refused path: "+err.Error())
 	}
 	if done, err := h.serveOAuth(w, r, canonical); done {
 		return err
@@ -221,8 +221,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	if err != nil {
-		return h.refuse(w, r, start, status, err.Error())
+		return h.refuse(w, r, next, start, status, err.Error())
 	}
+	restoreBody(r, body, kind)
 	insp, err := params.Inspect(params.Request{
 		Method: r.Method, Header: r.Header, RawQuery: r.URL.RawQuery,
 		ContentType: r.Header.Get("Content-Type"), Body: body,
@@ -230,16 +231,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		var pe *params.Error
 		if errors.As(err, &pe) {
-			return h.refuse(w, r, start, pe.Status, pe.Message)
+			return h.refuse(w, r, next, start, pe.Status, pe.Message)
 		}
-		return h.refuse(w, r, start, http.StatusBadRequest, "malformed request parameters")
+		return h.refuse(w, r, next, start, http.StatusBadRequest, "malformed request parameters")
 	}
 
 	if insp.Token == "" {
 		return h.serveAnonymous(w, r, next, start, canonical, body, kind)
 	}
 	if insp.MethodOverride != "" {
-		return h.refuse(w, r, start, http.StatusBadRequest, insp.MethodOverride+" is not allowed: the gate checks the request method Canvas routes on")
+		return h.refuse(w, r, next, start, http.StatusBadRequest, insp.MethodOverride+" is not allowed: the gate checks the request method Canvas routes on")
 	}
 
 	store := h.keystore.current.Load()
@@ -264,7 +265,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// path is still what we forward, so what Canvas routes is what a
 		// scoped token would have been matched on.
 		if err := setCanonicalPath(r, canonical); err != nil {
-			return h.refuse(w, r, start, http.StatusBadRequest, err.Error())
+			return h.refuse(w, r, next, start, http.StatusBadRequest, err.Error())
 		}
 		restoreBody(r, body, kind)
 		h.count(nil, decPassthrough, start)
@@ -306,10 +307,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 		if errors.As(err, &pe) {
 			status, msg = pe.Status, pe.Message
 		}
-		return h.refuse(w, r, start, status, msg)
+		return h.refuse(w, r, next, start, status, msg)
 	}
 	if err := setCanonicalPath(r, canonical); err != nil {
-		return h.refuse(w, r, start, http.StatusBadRequest, err.Error())
+		return h.refuse(w, r, next, start, http.StatusBadRequest, err.Error())
 	}
 	if rw.QueryChanged {
 		r.URL.RawQuery = rw.RawQuery
@@ -343,6 +344,14 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 		restoreBody(r, body, kind)
 		return next.ServeHTTP(w, r)
 	}
+	if h.Anonymous != "pass" && h.reportOnly {
+		h.count(nil, decWouldDeny, start)
+		if ce := h.logger.Check(zap.WarnLevel, "request would be denied (report mode)"); ce != nil {
+			ce.Write(zap.String("method", r.Method), zap.String("path", canonical),
+				zap.String("decision", decNoCredential), zap.String("reason", "no credential on an API path"))
+		}
+		return next.ServeHTTP(w, r)
+	}
 	if h.Anonymous != "pass" {
 		h.count(nil, decNoCredential, start)
 		if ce := h.logger.Check(zap.InfoLevel, "request denied"); ce != nil {
@@ -353,7 +362,7 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 		return nil
 	}
 	if err := setCanonicalPath(r, canonical); err != nil {
-		return h.refuse(w, r, start, http.StatusBadRequest, err.Error())
+		return h.refuse(w, r, next, start, http.StatusBadRequest, err.Error())
 	}
 	restoreBody(r, body, kind)
 	h.count(nil, decPassthrough, start)
@@ -361,8 +370,17 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 }
 
 // refuse answers a request the gate will not interpret with a Canvas-shaped
-// error and counts it as bad_request.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, start time.Time, status int, msg string) error {
+// error and counts it as bad_request. In handler-wide report mode it is
+// logged and counted as would_deny and forwarded as received instead.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, start time.Time, status int, msg string) error {
+	if h.reportOnly {
+		h.count(nil, decWouldDeny, start)
+		if ce := h.logger.Check(zap.WarnLevel, "request would be refused (report mode)"); ce != nil {
+			ce.Write(zap.String("method", r.Method), zap.Int("status", status),
+				zap.String("decision", decBadRequest), zap.String("reason", msg))
+		}
+		return next.ServeHTTP(w, r)
+	}
 	h.count(nil, decBadRequest, start)
 	if ce := h.logger.Check(zap.InfoLevel, "request refused"); ce != nil {
 		ce.Write(zap.String("method", r.Method), zap.Int("status", status),

@@ -57,7 +57,18 @@ func openKeystore(path string, parse policy.ParseOptions, interval time.Duration
 
 // Destruct stops polling when the last config using this file is gone.
 func (ks *keystore) Destruct() error {
-	ks.once.Do(func() { close(ks.stop) })
+	ks.once.Do(func() {
+		close(ks.stop)
+		// Drop the file's gauges unless another live keystore (same file,
+		// other options) still reports them.
+		shared := false
+		forEachKeystore(func(o *keystore) { shared = shared || o.path == ks.path })
+		if !shared {
+			storeKeys.DeleteLabelValues(ks.path)
+			storeTokens.DeleteLabelValues(ks.path)
+			lastReloadSuccess.DeleteLabelValues(ks.path)
+		}
+	})
 	return nil
 }
 
@@ -103,6 +114,9 @@ func (ks *keystore) reload(force bool) (changed bool, err error) {
 	}
 	store, err := policy.Load(ks.path, data, ks.parse, policy.CompileOptions{ResolveSecret: resolveSecret})
 	if err != nil {
+		// Remember the broken version so polling reports it once, not on
+		// every tick, until the file changes again.
+		ks.lastSize, ks.lastMod = fi.Size(), fi.ModTime()
 		reloadsTotal.WithLabelValues("error").Inc()
 		return false, err
 	}

@@ -478,3 +478,45 @@ func TestStoreSurvivesConfigReload(t *testing.T) {
 		t.Errorf("edited keys file not picked up by caddy reload --force: %d", resp.StatusCode)
 	}
 }
+
+// Handler-wide report mode never blocks: denials, requests without a
+// credential and requests the gate would refuse are forwarded as received,
+// counted and logged as would_deny.
+func TestHandlerReportModeForwardsEverything(t *testing.T) {
+	in, up := startGate(t, "mode report")
+	for _, c := range []struct{ target, token, logMsg string }{
+		{"/api/v1/accounts?include[]=x", tokA, "request would be denied (report mode)"},
+		{"/api/v1/courses", "", "request would be denied (report mode)"},
+		{"/api/v1/courses/7;x", tokA, "request would be refused (report mode)"},
+	} {
+		raw := "GET " + c.target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+		if c.token != "" {
+			raw += "Authorization: Bearer " + c.token + "\r\n"
+		}
+		if resp := in.rawRequest(raw + "\r\n"); rawStatus(resp) != "200" {
+			t.Errorf("%s: %q", c.target, resp)
+		}
+		if got := up.one(t); got.RequestURI != c.target {
+			t.Errorf("%s forwarded as %s", c.target, got.RequestURI)
+		}
+		if !strings.Contains(in.logText(), c.logMsg) {
+			t.Errorf("%s: log lacks %q", c.target, c.logMsg)
+		}
+	}
+	// Allowed requests are not filtered in report mode either.
+	in.do(in.request("GET", "/api/v1/courses?include[]=teachers", tokA, nil))
+	if q := up.one(t).RawQuery; q != "include[]=teachers" {
+		t.Errorf("report mode filtered includes: %q", q)
+	}
+}
+
+// A broken keys file is reported once, not on every poll tick.
+func TestBrokenKeysFileLoggedOnce(t *testing.T) {
+	in, _ := startGate(t, "")
+	writeFile(t, in.keysPath, `{"developer_keys": [{"id": 1}]}`)
+	waitFor(t, func() bool { return strings.Contains(in.logText(), "keys file reload failed") })
+	time.Sleep(600 * time.Millisecond) // six more poll ticks at 100ms
+	if n := strings.Count(in.logText(), "keys file reload failed"); n != 1 {
+		t.Errorf("broken file logged %d times, want once until it changes", n)
+	}
+}
