@@ -69,6 +69,18 @@ func (e *PathError) Error() string {
 	return fmt.Sprintf("path %q refused: %s at offset %d", e.Path, what, e.Offset)
 }
 
+// plainByte marks the bytes Canonicalize passes through without a look:
+// printable ASCII except "/", "%", "\\", ";", "#" and "?".
+var plainByte = func() (t [256]bool) {
+	for c := 0x21; c <= 0x7e; c++ {
+		t[c] = true
+	}
+	for _, c := range "/%\\;#?" {
+		t[c] = false
+	}
+	return t
+}()
+
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
@@ -139,6 +151,9 @@ func Canonicalize(escapedPath string) (canonical string, err error) {
 	seg := 0 // start of the current segment
 	for i := 0; i < len(p); i++ {
 		c := p[i]
+		if plainByte[c] {
+			continue
+		}
 		var r Reason
 		switch {
 		case c == '/':
