@@ -44,6 +44,19 @@
 // any of these. Verbs are GET, POST, PUT, PATCH, DELETE and OPTIONS, upper
 // case.
 //
+// # Canonical paths
+//
+// Canonicalize applies Rails normalize_path to the escaped path (squeeze
+// "/", drop one trailing "/", upper-case hex in escapes, decode nothing)
+// and refuses, with a *PathError, what Canvas's stack could read
+// differently: a path not starting with "/"; "." and ".." segments, also
+// percent-encoded or delimited by %2F ("..%2Fx"); "\" and %5C; ";" and
+// %3B; "#" and %23; a raw "?"; raw and encoded control bytes (0x00-0x1F,
+// 0x7F); a raw space; raw non-ASCII bytes; "%" without two hex digits; and
+// %25 followed by two hex digits. Rails would accept most of these; this
+// is deliberate strictness. Upper-casing mixed-case escapes (%aB), which
+// Rails leaves alone, cannot change a match (see Canonicalize).
+//
 // # Data structure
 //
 // Each scope's optional groups are expanded at compile time into
