@@ -1,0 +1,347 @@
+// Command tool is the load benchmark's helper (run.sh drives it):
+//
+//	tool ports N                       print N free 127.0.0.1 ports
+//	tool keys -dir D [-scale-seed S]   write D/keys.json (and token files)
+//	tool rewrite -dst F -every 3s -n 6 SRC...   atomically replace F with each SRC in turn
+//	tool report -dir D                 median table from D/results/*.txt
+//
+// Benchmark tokens are random, written to files with mode 0600 and never
+// printed.
+package main
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/scripts/bench/keysgen"
+)
+
+// vendorScopes is a realistic 25-scope key (scenarios B, D, E, F).
+var vendorScopes = []string{
+	"url:GET|/api/v1/courses",
+	"url:GET|/api/v1/courses/:id",
+	"url:GET|/api/v1/courses/:course_id/assignments",
+	"url:GET|/api/v1/courses/:course_id/assignments/:id",
+	"url:POST|/api/v1/courses/:course_id/assignments",
+	"url:PUT|/api/v1/courses/:course_id/assignments/:id",
+	"url:GET|/api/v1/courses/:course_id/assignments/:assignment_id/submissions",
+	"url:GET|/api/v1/courses/:course_id/assignments/:assignment_id/submissions/:user_id",
+	"url:PUT|/api/v1/courses/:course_id/assignments/:assignment_id/submissions/:user_id",
+	"url:POST|/api/v1/courses/:course_id/assignments/:assignment_id/submissions",
+	"url:GET|/api/v1/courses/:course_id/students/submissions",
+	"url:GET|/api/v1/courses/:course_id/users",
+	"url:GET|/api/v1/courses/:course_id/enrollments",
+	"url:POST|/api/v1/courses/:course_id/enrollments",
+	"url:GET|/api/v1/users/:id",
+	"url:GET|/api/v1/users/:user_id/profile",
+	"url:GET|/api/v1/users/:user_id/enrollments",
+	"url:GET|/api/v1/courses/:course_id/sections",
+	"url:GET|/api/v1/courses/:course_id/modules",
+	"url:GET|/api/v1/courses/:course_id/modules/:module_id/items",
+	"url:GET|/api/v1/courses/:course_id/assignment_groups",
+	"url:GET|/api/v1/courses/:course_id/rubrics",
+	"url:GET|/api/v1/accounts/:account_id/courses",
+	"url:POST|/api/v1/accounts/:account_id/courses",
+	"url:PUT|/api/v1/courses/:id",
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fail("usage: tool ports|keys|rewrite|report ...")
+	}
+	var err error
+	switch os.Args[1] {
+	case "ports":
+		err = ports(os.Args[2:])
+	case "keys":
+		err = keys(os.Args[2:])
+	case "rewrite":
+		err = rewrite(os.Args[2:])
+	case "report":
+		err = report(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fail(err.Error())
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "tool:", msg)
+	os.Exit(1)
+}
+
+func ports(args []string) error {
+	n, err := strconv.Atoi(args[0])
+	if err != nil {
+		return err
+	}
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		ls = append(ls, l)
+		fmt.Println(l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return nil
+}
+
+// token returns the token stored in dir/name, creating a random one.
+func token(dir, name string) (string, error) {
+	p := filepath.Join(dir, name)
+	if b, err := os.ReadFile(p); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	t := "bench-" + hex.EncodeToString(b[:])
+	return t, os.WriteFile(p, []byte(t), 0o600)
+}
+
+// keys writes the bench keys file: the scenario keys, and with -scale the
+// 1,000 generated keys and 100,000 tokens around them.
+func keys(args []string) error {
+	fs := flag.NewFlagSet("keys", flag.ExitOnError)
+	dir := fs.String("dir", ".", "directory for the keys file and token files")
+	out := fs.String("out", "keys.json", "file name in dir")
+	scaleSeed := fs.Uint64("scale-seed", 0, "add 1,000 keys and 100,000 tokens from this seed (0: none)")
+	_ = fs.Parse(args)
+	var toks [3]string
+	for i, n := range []string{"token-25", "token-all", "token-substitute"} {
+		t, err := token(*dir, n)
+		if err != nil {
+			return err
+		}
+		toks[i] = t
+	}
+	if _, err := token(*dir, "canvas-token"); err != nil {
+		return err
+	}
+	opt := keysgen.Options{Extra: []keysgen.Key{
+		{ID: "bench-25", Scopes: vendorScopes, Tokens: toks[0:1]},
+		{ID: "bench-all", Scopes: matcher.Catalogue(), Tokens: toks[1:2]},
+		{ID: "bench-substitute", Scopes: vendorScopes, UpstreamToken: "{env.BENCH_CANVAS_TOKEN}", Tokens: toks[2:3]},
+	}}
+	if *scaleSeed != 0 {
+		opt.Keys, opt.Tokens, opt.Seed = 1000, 100_000, *scaleSeed
+	}
+	f, err := os.CreateTemp(*dir, ".keys-*")
+	if err != nil {
+		return err
+	}
+	st, err := keysgen.Write(f, opt)
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), filepath.Join(*dir, *out)); err != nil {
+		return err
+	}
+	fmt.Printf("%s: %d developer keys, %d tokens (%d with their own scopes), %.1f MiB\n",
+		*out, st.Keys, st.Tokens, st.SubsetTokens, float64(st.Bytes)/(1<<20))
+	return nil
+}
+
+// rewrite replaces dst with each source in turn by copy + atomic rename.
+func rewrite(args []string) error {
+	fs := flag.NewFlagSet("rewrite", flag.ExitOnError)
+	dst := fs.String("dst", "", "file to replace")
+	every := fs.Duration("every", 3*time.Second, "interval")
+	n := fs.Int("n", 6, "number of rewrites")
+	delay := fs.Duration("delay", time.Second, "wait before the first")
+	_ = fs.Parse(args)
+	srcs := fs.Args()
+	if *dst == "" || len(srcs) == 0 {
+		return fmt.Errorf("rewrite: -dst and sources are required")
+	}
+	time.Sleep(*delay)
+	for i := range *n {
+		data, err := os.ReadFile(srcs[i%len(srcs)])
+		if err != nil {
+			return err
+		}
+		tmp := *dst + ".tmp"
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, *dst); err != nil {
+			return err
+		}
+		fmt.Printf("rewrite %d: %s -> %s at %s\n", i+1, filepath.Base(srcs[i%len(srcs)]), filepath.Base(*dst), time.Now().Format("15:04:05.000"))
+		if i < *n-1 {
+			time.Sleep(*every)
+		}
+	}
+	return nil
+}
+
+type result struct {
+	rps                       float64
+	p50, p90, p99             float64 // µs
+	non2xx, sockErr, requests int64
+}
+
+// parseResult reads the RESULT line the wrk Lua done hook writes.
+func parseResult(path string) (result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return result{}, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "RESULT ")
+		if !ok {
+			continue
+		}
+		kv := map[string]float64{}
+		for _, f := range strings.Fields(line) {
+			k, v, _ := strings.Cut(f, "=")
+			kv[k], _ = strconv.ParseFloat(v, 64)
+		}
+		return result{
+			rps: kv["requests"] / (kv["duration_us"] / 1e6),
+			p50: kv["p50_us"], p90: kv["p90_us"], p99: kv["p99_us"],
+			non2xx:   int64(kv["non2xx"]),
+			sockErr:  int64(kv["connect"] + kv["read"] + kv["write"] + kv["timeout"]),
+			requests: int64(kv["requests"]),
+		}, nil
+	}
+	return result{}, fmt.Errorf("%s: no RESULT line", path)
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return math.NaN()
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+var scenarios = []struct{ id, desc string }{
+	{"A", "plain reverse_proxy (GET)"},
+	{"B", "gate, 25-scope key (GET)"},
+	{"C", "gate, key with all 1,311 catalogue scopes (GET)"},
+	{"D", "gate, include filtering from a JSON POST body"},
+	{"E", "gate, credential substitution (GET)"},
+	{"F", "forward_auth to an authz service on our matcher (GET)"},
+	{"P", "plain reverse_proxy, the same POST as D (reference)"},
+}
+
+func report(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ExitOnError)
+	dir := fs.String("dir", ".", "directory with results/")
+	_ = fs.Parse(args)
+	med := map[string]result{}
+	rounds := map[string][]float64{}
+	var totalNon2xx, totalSock int64
+	for _, sc := range scenarios {
+		files, _ := filepath.Glob(filepath.Join(*dir, "results", sc.id+".*.txt"))
+		slices.Sort(files)
+		var rps, p50, p90, p99 []float64
+		for _, f := range files {
+			r, err := parseResult(f)
+			if err != nil {
+				return err
+			}
+			rps, p50, p90, p99 = append(rps, r.rps), append(p50, r.p50), append(p90, r.p90), append(p99, r.p99)
+			totalNon2xx += r.non2xx
+			totalSock += r.sockErr
+		}
+		if len(files) == 0 {
+			continue
+		}
+		rounds[sc.id] = rps
+		med[sc.id] = result{rps: median(rps), p50: median(p50), p90: median(p90), p99: median(p99)}
+	}
+	a, ok := med["A"]
+	if !ok {
+		return fmt.Errorf("no results for A")
+	}
+	fmt.Println("| | scenario | RPS | p50 | p99 | RPS / A | p99 − A |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|")
+	for _, sc := range scenarios {
+		r, ok := med[sc.id]
+		if !ok {
+			continue
+		}
+		fmt.Printf("| %s | %s | %.0f | %s | %s | %.3f | %s |\n", sc.id, sc.desc, r.rps, us(r.p50), us(r.p99), r.rps/a.rps, signedUS(r.p99-a.p99))
+	}
+	fmt.Println()
+	fmt.Println("RPS per round (interleaved A B C D E F P):")
+	for _, sc := range scenarios {
+		if rs, ok := rounds[sc.id]; ok {
+			parts := make([]string, len(rs))
+			for i, v := range rs {
+				parts[i] = fmt.Sprintf("%.0f", v)
+			}
+			fmt.Printf("  %s: %s\n", sc.id, strings.Join(parts, " "))
+		}
+	}
+	fmt.Printf("\nnon-2xx responses: %d, socket errors: %d (over all rounds)\n\n", totalNon2xx, totalSock)
+	check := func(name string, ok bool, got string) {
+		mark := "MET"
+		if !ok {
+			mark = "MISSED"
+		}
+		fmt.Printf("- %-36s %-7s %s\n", name, mark, got)
+	}
+	fmt.Println("Targets (medians of this run):")
+	if b, ok := med["B"]; ok {
+		check("B/A RPS ≥ 0.97", b.rps/a.rps >= 0.97, fmt.Sprintf("%.3f", b.rps/a.rps))
+		check("B p99 − A p99 ≤ 100 µs", b.p99-a.p99 <= 100, signedUS(b.p99-a.p99))
+		if c, ok := med["C"]; ok {
+			check("C within 2 % of B (RPS)", math.Abs(c.rps/b.rps-1) <= 0.02, fmt.Sprintf("C/B %.3f", c.rps/b.rps))
+		}
+		if f, ok := med["F"]; ok {
+			check("B/F RPS ≥ 2", b.rps/f.rps >= 2, fmt.Sprintf("%.2f", b.rps/f.rps))
+		}
+	}
+	if d, ok := med["D"]; ok {
+		check("D/A RPS ≥ 0.90", d.rps/a.rps >= 0.90, fmt.Sprintf("%.3f", d.rps/a.rps))
+		if p, ok := med["P"]; ok {
+			fmt.Printf("  (D against the same POST without the gate, D/P: %.3f)\n", d.rps/p.rps)
+		}
+	}
+	return nil
+}
+
+func us(v float64) string {
+	if v >= 10000 {
+		return fmt.Sprintf("%.1f ms", v/1000)
+	}
+	return fmt.Sprintf("%.0f µs", v)
+}
+
+func signedUS(v float64) string {
+	if v >= 0 {
+		return "+" + us(v)
+	}
+	return "−" + us(-v)
+}
