@@ -1,0 +1,95 @@
+package caddymodule
+
+import (
+	"bufio"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func readRaw(t *testing.T, raw string) *http.Request {
+	t.Helper()
+	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+	if err != nil {
+		t.Fatalf("ReadRequest: %v", err)
+	}
+	return r
+}
+
+func TestHardenRequest(t *testing.T) {
+	cases := []struct {
+		name       string
+		raw        string
+		status     int
+		msg        string
+		connection []string // the Connection values afterwards (nil: absent)
+		absent     []string // headers that must be gone
+		present    []string // headers that must still be there
+	}{
+		{name: "plain request untouched", raw: "GET /api/v1/courses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n",
+			present: []string{"Authorization"}},
+		{name: "underscore and dot names dropped", raw: "POST /x HTTP/1.1\r\nHost: x\r\nX_HTTP_Method_Override: DELETE\r\nContent_Length: 9\r\nRemote_User: admin\r\nX.Y: 1\r\nX-Ok: 1\r\nContent-Length: 0\r\n\r\n",
+			absent: []string{"X_HTTP_Method_Override", "Content_Length", "Remote_User", "X.Y"}, present: []string{"X-Ok"}},
+		{name: "Connection: Authorization is kept out of Connection", raw: "GET /x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nConnection: Authorization\r\n\r\n",
+			present: []string{"Authorization"}},
+		{name: "protected names removed, others kept", raw: "GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Content-Type, X-Forwarded-For\r\nConnection: AUTHORIZATION,transfer-encoding , Upgrade\r\n\r\n",
+			connection: []string{"keep-alive, X-Forwarded-For, Upgrade"}},
+		{name: "Connection with only protected names is dropped", raw: "GET /x HTTP/1.1\r\nHost: x\r\nConnection: Content-Type, Host, Content-Length, Content-Encoding\r\n\r\n"},
+		{name: "Connection: close stays", raw: "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", connection: []string{"close"}},
+		{name: "duplicate Content-Type refused", raw: "POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=1",
+			status: 400, msg: msgDuplicateCT},
+		{name: "request trailer refused", raw: "POST /x HTTP/1.1\r\nHost: x\r\nTrailer: X-A\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-A: 1\r\n\r\n",
+			status: 400, msg: msgTrailers},
+		{name: "gzip form body refused", raw: "POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\na=1",
+			status: 400, msg: msgEncodedParamBody},
+		{name: "gzip JSON body refused", raw: "POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: identity, br\r\nContent-Length: 2\r\n\r\n{}",
+			status: 400, msg: msgEncodedParamBody},
+		{name: "gzip POST without Content-Type (a form in Rack) refused", raw: "POST /x HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\na=1",
+			status: 400, msg: msgEncodedParamBody},
+		{name: "identity encoding allowed", raw: "POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\n{}",
+			present: []string{"Content-Encoding"}},
+		{name: "gzip opaque body allowed", raw: "POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc",
+			present: []string{"Content-Encoding"}},
+		{name: "gzip with no body allowed", raw: "GET /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n\r\n",
+			present: []string{"Content-Encoding"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := readRaw(t, c.raw)
+			if c.status == 400 && c.msg == msgTrailers {
+				// Go fills r.Trailer keys from the Trailer header; the
+				// header itself is removed by the parser.
+				if len(r.Trailer) == 0 {
+					t.Fatalf("parser did not announce the trailer")
+				}
+			}
+			status, msg := hardenRequest(r)
+			if status != c.status || msg != c.msg {
+				t.Fatalf("hardenRequest = %d %q, want %d %q", status, msg, c.status, c.msg)
+			}
+			if status != 0 {
+				return
+			}
+			if got := r.Header["Connection"]; !reflect.DeepEqual(got, c.connection) {
+				t.Errorf("Connection = %q, want %q", got, c.connection)
+			}
+			for _, h := range c.absent {
+				if _, ok := r.Header[h]; ok {
+					t.Errorf("%s still present", h)
+				}
+			}
+			for _, h := range c.present {
+				if _, ok := r.Header[h]; !ok {
+					t.Errorf("%s was removed", h)
+				}
+			}
+			// After hardening, the handler's own hop-by-hop strip must
+			// leave Authorization and Content-Type in place.
+			stripHopByHopNames(r.Header)
+			if strings.Contains(c.raw, "Authorization: Bearer t") && r.Header.Get("Authorization") != "Bearer t" {
+				t.Errorf("Authorization lost after stripHopByHopNames")
+			}
+		})
+	}
+}
