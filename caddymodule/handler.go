@@ -570,6 +570,12 @@ func setBody(r *http.Request, body []byte) {
 // forward exactly those bytes.
 func setCanonicalPath(r *http.Request, canonical string) error {
 	if r.URL.EscapedPath() == canonical {
+		// Go may have re-encoded bytes the client sent raw (a '"' or a
+		// byte >= 0x80): keep RequestURI, which placeholders and logs
+		// read, on the bytes that are matched and forwarded.
+		if uri := r.RequestURI; len(uri) < len(canonical) || uri[:len(canonical)] != canonical || (len(uri) > len(canonical) && uri[len(canonical)] != '?') {
+			r.RequestURI = r.URL.RequestURI()
+		}
 		return nil
 	}
 	decoded, err := url.PathUnescape(canonical)
