@@ -595,6 +595,12 @@ func setCanonicalPath(r *http.Request, canonical string) error {
 // reverse proxy would drop them after we set them (peers.md H3), so a
 // client could make it strip the Authorization we inject.
 func stripHopByHopNames(h http.Header) {
+	// Fast path for the common request without Connection: the key is
+	// already canonical, so a map lookup equals h.Values("Connection")
+	// without canonicalising the name twice per request.
+	if _, ok := h["Connection"]; !ok {
+		return
+	}
 	for _, v := range h.Values("Connection") {
 		for name := range strings.SplitSeq(v, ",") {
 			if name = strings.TrimSpace(name); name != "" {
