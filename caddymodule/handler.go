@@ -136,6 +136,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.validateConfig(); err != nil {
 		return err
 	}
+	// Build the shared catalogue tree now, not on the first request.
+	matcher.CatalogueSet()
 	interval := defaultReloadInterval
 	if h.ReloadInterval != nil {
 		interval = time.Duration(*h.ReloadInterval)
@@ -535,11 +537,16 @@ func readInspectableBody(r *http.Request, max int64) ([]byte, params.BodyKind, i
 }
 
 // mayStreamUninspected reports whether an over-large body can go upstream
-// unread: the path is off /api/ and neither the header nor the query
-// carries a credential (Canvas ignores body tokens there). The query is
+// unread: neither the header nor the query carries a credential and the
+// path is one where Canvas reads no token from a body — off /api/, not
+// /login/session_token, and not a path any catalogue scope names (the
+// token-authenticated file downloads, /login/oauth2/token). The query is
 // read by params, so encoded keys such as %61ccess_token count too.
 func (h *Handler) mayStreamUninspected(r *http.Request, canonical string) bool {
-	if isAPIPath(canonical) || len(r.Header.Values("Authorization")) > 0 {
+	if isAPIPath(canonical) || canonical == "/login/session_token" || len(r.Header.Values("Authorization")) > 0 {
+		return false
+	}
+	if _, named := matcher.CatalogueSet().Match(r.Method, canonical); named {
 		return false
 	}
 	insp, err := params.Inspect(params.Request{Method: r.Method, Header: r.Header, RawQuery: r.URL.RawQuery}, h.limits)
