@@ -397,7 +397,7 @@ func (h *Handler) authenticateClient(w http.ResponseWriter, r *http.Request, sto
 // ok is false when the token is not one (or OAuth is off): the caller then
 // looks the token up in the keys file as usual. Otherwise the token is
 // verified, turned into a TokenEntry and evaluated by policy.Evaluate
-// exactly as a file token, then held to the token's own scopes.
+// exactly as a file token, held to the token's own scopes.
 func (h *Handler) decideGatewayToken(store *policy.Store, token string, req policy.Request) (d policy.Decision, ok bool) {
 	if h.oauth == nil || !oauth.IsGatewayToken(token) {
 		return policy.Decision{}, false
@@ -406,18 +406,10 @@ func (h *Handler) decideGatewayToken(store *policy.Store, token string, req poli
 	if err != nil {
 		return policy.Decision{Outcome: policy.InvalidToken, Reason: err.Error()}, true
 	}
-	d = policy.Evaluate(e, req)
-	// policy.TokenEntry's scope set cannot be set outside package policy,
-	// so Evaluate matched against the key's scopes. The token's scopes
-	// are a subset of the key's (else it is revoked, and Evaluate said
-	// so), so narrowing here gives exactly the token's answer.
-	if d.Outcome == policy.Allowed && e.Key.RequireScopes {
-		if scope, ok := tokenSet.Match(req.Method, req.Path); ok {
-			d.Scope = scope
-		} else {
-			d.Outcome, d.Reason, d.Scope = policy.InsufficientScope, "no scope on the token matches the request", ""
-		}
+	if tokenSet != nil {
+		e.HoldTo(tokenSet)
 	}
+	d = policy.Evaluate(e, req)
 	return d, true
 }
 

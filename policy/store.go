@@ -84,6 +84,11 @@ func (t *TokenEntry) IDValue() any {
 	return t.idValue
 }
 
+// HoldTo makes the entry use set (the compiled form of its Scopes) instead
+// of its key's scopes. For entries built outside the keys file, such as
+// verified OAuth gateway tokens.
+func (t *TokenEntry) HoldTo(set *matcher.Set) { t.set = set }
+
 // Set returns the scope set the token is held to.
 func (t *TokenEntry) Set() *matcher.Set {
 	if t.set != nil {
