@@ -18,37 +18,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/scripts/bench/keysgen"
 )
-
-// benchScopes is a realistic 25-scope vendor key (the same list the matcher
-// benchmarks use).
-var benchScopes = []string{
-	"url:GET|/api/v1/courses",
-	"url:GET|/api/v1/courses/:id",
-	"url:GET|/api/v1/courses/:course_id/assignments",
-	"url:GET|/api/v1/courses/:course_id/assignments/:id",
-	"url:POST|/api/v1/courses/:course_id/assignments",
-	"url:PUT|/api/v1/courses/:course_id/assignments/:id",
-	"url:GET|/api/v1/courses/:course_id/assignments/:assignment_id/submissions",
-	"url:GET|/api/v1/courses/:course_id/assignments/:assignment_id/submissions/:user_id",
-	"url:PUT|/api/v1/courses/:course_id/assignments/:assignment_id/submissions/:user_id",
-	"url:POST|/api/v1/courses/:course_id/assignments/:assignment_id/submissions",
-	"url:GET|/api/v1/courses/:course_id/students/submissions",
-	"url:GET|/api/v1/courses/:course_id/users",
-	"url:GET|/api/v1/courses/:course_id/enrollments",
-	"url:POST|/api/v1/courses/:course_id/enrollments",
-	"url:GET|/api/v1/users/:id",
-	"url:GET|/api/v1/users/:user_id/profile",
-	"url:GET|/api/v1/users/:user_id/enrollments",
-	"url:GET|/api/v1/courses/:course_id/sections",
-	"url:GET|/api/v1/courses/:course_id/modules",
-	"url:GET|/api/v1/courses/:course_id/modules/:module_id/items",
-	"url:GET|/api/v1/courses/:course_id/assignment_groups",
-	"url:GET|/api/v1/courses/:course_id/rubrics",
-	"url:GET|/api/v1/accounts/:account_id/courses",
-	"url:POST|/api/v1/accounts/:account_id/courses",
-	"url:PUT|/api/v1/courses/:id",
-}
 
 // Benchmark-only credentials: never real tokens.
 const (
@@ -68,7 +39,7 @@ func newBenchHandler(b *testing.B) *Handler {
 	b.Helper()
 	keys := map[string]any{
 		"developer_keys": []any{
-			map[string]any{"id": "vendor-25", "scopes": benchScopes},
+			map[string]any{"id": "vendor-25", "scopes": keysgen.VendorScopes},
 			map[string]any{"id": "vendor-all", "scopes": matcher.Catalogue()},
 		},
 		"tokens": []any{

@@ -17,6 +17,37 @@ import (
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
 )
 
+// VendorScopes is a realistic 25-scope vendor key, used by the load
+// benchmark (scenarios B, D, E, F) and the handler micro-benchmarks. The
+// matcher's own benchmarks keep a copy, since keysgen imports matcher.
+var VendorScopes = []string{
+	"url:GET|/api/v1/courses",
+	"url:GET|/api/v1/courses/:id",
+	"url:GET|/api/v1/courses/:course_id/assignments",
+	"url:GET|/api/v1/courses/:course_id/assignments/:id",
+	"url:POST|/api/v1/courses/:course_id/assignments",
+	"url:PUT|/api/v1/courses/:course_id/assignments/:id",
+	"url:GET|/api/v1/courses/:course_id/assignments/:assignment_id/submissions",
+	"url:GET|/api/v1/courses/:course_id/assignments/:assignment_id/submissions/:user_id",
+	"url:PUT|/api/v1/courses/:course_id/assignments/:assignment_id/submissions/:user_id",
+	"url:POST|/api/v1/courses/:course_id/assignments/:assignment_id/submissions",
+	"url:GET|/api/v1/courses/:course_id/students/submissions",
+	"url:GET|/api/v1/courses/:course_id/users",
+	"url:GET|/api/v1/courses/:course_id/enrollments",
+	"url:POST|/api/v1/courses/:course_id/enrollments",
+	"url:GET|/api/v1/users/:id",
+	"url:GET|/api/v1/users/:user_id/profile",
+	"url:GET|/api/v1/users/:user_id/enrollments",
+	"url:GET|/api/v1/courses/:course_id/sections",
+	"url:GET|/api/v1/courses/:course_id/modules",
+	"url:GET|/api/v1/courses/:course_id/modules/:module_id/items",
+	"url:GET|/api/v1/courses/:course_id/assignment_groups",
+	"url:GET|/api/v1/courses/:course_id/rubrics",
+	"url:GET|/api/v1/accounts/:account_id/courses",
+	"url:POST|/api/v1/accounts/:account_id/courses",
+	"url:PUT|/api/v1/courses/:id",
+}
+
 // Options shape a generated file.
 type Options struct {
 	Keys      int    // developer keys

@@ -28,35 +28,6 @@ import (
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/scripts/bench/keysgen"
 )
 
-// vendorScopes is a realistic 25-scope key (scenarios B, D, E, F).
-var vendorScopes = []string{
-	"url:GET|/api/v1/courses",
-	"url:GET|/api/v1/courses/:id",
-	"url:GET|/api/v1/courses/:course_id/assignments",
-	"url:GET|/api/v1/courses/:course_id/assignments/:id",
-	"url:POST|/api/v1/courses/:course_id/assignments",
-	"url:PUT|/api/v1/courses/:course_id/assignments/:id",
-	"url:GET|/api/v1/courses/:course_id/assignments/:assignment_id/submissions",
-	"url:GET|/api/v1/courses/:course_id/assignments/:assignment_id/submissions/:user_id",
-	"url:PUT|/api/v1/courses/:course_id/assignments/:assignment_id/submissions/:user_id",
-	"url:POST|/api/v1/courses/:course_id/assignments/:assignment_id/submissions",
-	"url:GET|/api/v1/courses/:course_id/students/submissions",
-	"url:GET|/api/v1/courses/:course_id/users",
-	"url:GET|/api/v1/courses/:course_id/enrollments",
-	"url:POST|/api/v1/courses/:course_id/enrollments",
-	"url:GET|/api/v1/users/:id",
-	"url:GET|/api/v1/users/:user_id/profile",
-	"url:GET|/api/v1/users/:user_id/enrollments",
-	"url:GET|/api/v1/courses/:course_id/sections",
-	"url:GET|/api/v1/courses/:course_id/modules",
-	"url:GET|/api/v1/courses/:course_id/modules/:module_id/items",
-	"url:GET|/api/v1/courses/:course_id/assignment_groups",
-	"url:GET|/api/v1/courses/:course_id/rubrics",
-	"url:GET|/api/v1/accounts/:account_id/courses",
-	"url:POST|/api/v1/accounts/:account_id/courses",
-	"url:PUT|/api/v1/courses/:id",
-}
-
 func main() {
 	if len(os.Args) < 2 {
 		fail("usage: tool ports|keys|rewrite|report ...")
@@ -138,9 +109,9 @@ func keys(args []string) error {
 		return err
 	}
 	opt := keysgen.Options{Extra: []keysgen.Key{
-		{ID: "bench-25", Scopes: vendorScopes, Tokens: toks[0:1]},
+		{ID: "bench-25", Scopes: keysgen.VendorScopes, Tokens: toks[0:1]},
 		{ID: "bench-all", Scopes: matcher.Catalogue(), Tokens: toks[1:2]},
-		{ID: "bench-substitute", Scopes: vendorScopes, UpstreamToken: "{env.BENCH_CANVAS_TOKEN}", Tokens: toks[2:3]},
+		{ID: "bench-substitute", Scopes: keysgen.VendorScopes, UpstreamToken: "{env.BENCH_CANVAS_TOKEN}", Tokens: toks[2:3]},
 	}}
 	if *scaleSeed != 0 {
 		opt.Keys, opt.Tokens, opt.Seed = 1000, 100_000, *scaleSeed
