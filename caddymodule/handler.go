@@ -237,6 +237,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return h.refuse(w, r, next, start, http.StatusBadRequest, "malformed request parameters")
 	}
+	defer insp.Release()
 
 	if insp.Token == "" {
 		return h.serveAnonymous(w, r, next, start, canonical, body, kind)
