@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,6 +124,12 @@ func (ks *keystore) reload(force bool) (changed bool, err error) {
 	ks.lastSize, ks.lastMod, ks.lastHash = fi.Size(), fi.ModTime(), sum
 	ks.current.Store(store)
 	ks.loadedAt.Store(time.Now().UnixNano())
+	if len(data) > 1<<20 {
+		// Parsing a large file allocates many times the store's size;
+		// hand that back to the OS now rather than keep it resident.
+		data = nil
+		debug.FreeOSMemory()
+	}
 	reloadsTotal.WithLabelValues("success").Inc()
 	lastReloadSuccess.WithLabelValues(ks.path).SetToCurrentTime()
 	storeKeys.WithLabelValues(ks.path).Set(float64(len(store.Keys())))
