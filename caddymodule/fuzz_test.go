@@ -214,6 +214,16 @@ func buildFuzzRequest(method, target, contentType, extraHeader string, body []by
 	if err != nil {
 		return nil, "", false
 	}
+	// The extra header can end the header block early (an empty line) or
+	// fold into the line before it (a leading space), changing the
+	// Content-Length, Content-Type or Authorization this function
+	// attributes to the request (harness errors the fuzzer found, kept as
+	// seeds). Such a request does not carry the credential as built: skip.
+	if r.ContentLength != int64(len(body)) ||
+		(contentType != "" && r.Header.Get("Content-Type") != contentType) ||
+		(mode == credHeader && r.Header.Get("Authorization") != "Bearer "+tok) {
+		return nil, "", false
+	}
 	repl := caddy.NewReplacer()
 	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
 	return r, tok, true
