@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
 )
@@ -118,11 +120,16 @@ type parser struct {
 	lines []int64 // offsets of the newlines in data, built on first use
 	// validScopes are scopes that passed the grammar and catalogue checks.
 	validScopes map[string]bool
+	// interned holds one copy of each repeated string (scopes, key ids):
+	// the tree's strings are views of the file's bytes and must not be
+	// kept, and a file with 100,000 tokens repeats a few hundred values.
+	interned map[string]string
+	seen     map[string]bool // scratch for duplicate scopes within one list
 }
 
 // line is the 1-based line of byte offset off. Every entry records its line,
-// so counting newlines from the start each time (lineOf) made loading
-// quadratic: 62 s for a file with 100,000 tokens. This indexes them once.
+// so counting newlines from the start each time made loading quadratic:
+// 62 s for a file with 100,000 tokens. This indexes them once.
 func (p *parser) line(off int64) int {
 	if p.lines == nil {
 		p.lines = make([]int64, 0, bytes.Count(p.data, []byte{'\n'}))
@@ -137,12 +144,57 @@ func (p *parser) line(off int64) int {
 	return n + 1
 }
 
-func (p *parser) errorf(off int64, field, format string, args ...any) {
-	p.errs = append(p.errs, ConfigError{File: p.file, Line: p.line(off), Field: field, Msg: fmt.Sprintf(format, args...)})
+func (p *parser) errorf(off int64, at path, format string, args ...any) {
+	p.errs = append(p.errs, ConfigError{File: p.file, Line: p.line(off), Field: strings.Clone(at.String()), Msg: fmt.Sprintf(format, args...)})
+}
+
+// keep copies a string out of the file's bytes (see node.text).
+func (p *parser) keep(s string) string { return strings.Clone(s) }
+
+// intern is keep for values that repeat: one copy per distinct value.
+func (p *parser) intern(s string) string {
+	if v, ok := p.interned[s]; ok {
+		return v
+	}
+	if p.interned == nil {
+		p.interned = map[string]string{}
+	}
+	v := strings.Clone(s)
+	p.interned[v] = v
+	return v
+}
+
+// path names a field in error messages, such as tokens[12].scopes[3]. It is
+// a value built without allocating and turned into text only when an
+// error is reported: the parser visits a million fields in a large file.
+type path struct {
+	list  string // "tokens", or a top-level field name
+	i     int    // index in list, or -1
+	field string // "scopes", or ""
+	j     int    // index in field, or -1
+}
+
+func top(name string) path           { return path{list: name, i: -1, j: -1} }
+func (q path) at(i int) path         { q.i = i; return q }
+func (q path) dot(field string) path { q.field = field; q.j = -1; return q }
+func (q path) index(j int) path      { q.j = j; return q }
+func (q path) String() string {
+	s := q.list
+	if q.i >= 0 {
+		s += "[" + strconv.Itoa(q.i) + "]"
+	}
+	if q.field != "" {
+		s = join(s, q.field)
+	}
+	if q.j >= 0 {
+		s += "[" + strconv.Itoa(q.j) + "]"
+	}
+	return s
 }
 
 // ParseKeysFile parses and validates a keys file. name is used in error
-// messages only. All problems are returned together as ConfigErrors.
+// messages only. All problems are returned together as ConfigErrors. The
+// result holds no reference to data.
 func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, error) {
 	p := &parser{file: name, data: data, opts: opts}
 	root, err := parseTree(data)
@@ -151,26 +203,32 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 		if se, ok := err.(*syntaxError); ok {
 			off = se.offset
 		}
-		p.errorf(off, "", "invalid JSON: %v", err)
+		p.errorf(off, path{i: -1, j: -1}, "invalid JSON: %v", err)
 		return nil, p.errs
 	}
 	kf := &KeysFile{}
-	p.object(root, "", map[string]func(member){
-		"developer_keys": func(m member) {
-			p.array(m.value, "developer_keys", func(i int, n *node) {
-				kf.DeveloperKeys = append(kf.DeveloperKeys, p.developerKey(n, fmt.Sprintf("developer_keys[%d]", i)))
+	p.object(root, path{i: -1, j: -1}, topFields, func(m *member) bool {
+		list := top(m.name)
+		switch m.name {
+		case "developer_keys":
+			p.array(m.value, list, func(i int, n *node) {
+				kf.DeveloperKeys = append(kf.DeveloperKeys, p.developerKey(n, list.at(i)))
 			})
-		},
-		"tokens": func(m member) {
-			p.array(m.value, "tokens", func(i int, n *node) {
-				kf.Tokens = append(kf.Tokens, p.token(n, fmt.Sprintf("tokens[%d]", i)))
+		case "tokens":
+			p.array(m.value, list, func(i int, n *node) {
+				if kf.Tokens == nil && m.value.kind == kindArray {
+					kf.Tokens = make([]Token, 0, len(m.value.array))
+				}
+				kf.Tokens = append(kf.Tokens, p.token(n, list.at(i)))
 			})
-		},
-		"clients": func(m member) {
-			p.array(m.value, "clients", func(i int, n *node) {
-				kf.Clients = append(kf.Clients, p.client(n, fmt.Sprintf("clients[%d]", i)))
+		case "clients":
+			p.array(m.value, list, func(i int, n *node) {
+				kf.Clients = append(kf.Clients, p.client(n, list.at(i)))
 			})
-		},
+		default:
+			return false
+		}
+		return true
 	})
 	p.crossCheck(kf, root)
 	if len(p.errs) > 0 {
@@ -180,31 +238,37 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 	return kf, nil
 }
 
-// object walks an object's members, reporting unknown ones with the list of
-// known field names as the suggestion.
-func (p *parser) object(n *node, path string, fields map[string]func(member)) {
-	if !n.isObj {
-		p.errorf(n.offset, path, "must be an object, not %s", n.kind())
+// The fields each object may have, sorted: the suggestion when a field is
+// unknown.
+var (
+	topFields    = []string{"clients", "developer_keys", "tokens"}
+	keyFields    = []string{"allow_includes", "allow_masquerade", "enabled", "hosts", "id", "mode", "name", "require_scopes", "scopes", "upstream_token"}
+	tokenFields  = []string{"developer_key", "expires_at", "label", "revoked", "scopes", "sha256"}
+	clientFields = []string{"client_id", "developer_key", "scopes", "secret_sha256", "token_ttl"}
+)
+
+// object walks an object's members; each reports whether it knew the
+// member, and unknown ones are errors listing the known field names.
+func (p *parser) object(n *node, at path, known []string, each func(m *member) bool) {
+	if n.kind != kindObject {
+		p.errorf(n.offset, at, "must be an object, not %s", n.kindName())
 		return
 	}
-	for _, m := range n.object {
-		f, ok := fields[m.name]
-		if !ok {
-			known := make([]string, 0, len(fields))
-			for k := range fields {
-				known = append(known, k)
+	for i := range n.object {
+		m := &n.object[i]
+		if !each(m) {
+			field := at.dot(m.name)
+			if at.list == "" {
+				field = top(m.name)
 			}
-			sort.Strings(known)
-			p.errorf(m.offset, join(path, m.name), "unknown field (known fields: %s)", strings.Join(known, ", "))
-			continue
+			p.errorf(m.offset, field, "unknown field (known fields: %s)", strings.Join(known, ", "))
 		}
-		f(m)
 	}
 }
 
-func (p *parser) array(n *node, path string, each func(int, *node)) {
-	if !n.isArray {
-		p.errorf(n.offset, path, "must be an array, not %s", n.kind())
+func (p *parser) array(n *node, at path, each func(int, *node)) {
+	if n.kind != kindArray {
+		p.errorf(n.offset, at, "must be an array, not %s", n.kindName())
 		return
 	}
 	for i, e := range n.array {
@@ -212,50 +276,57 @@ func (p *parser) array(n *node, path string, each func(int, *node)) {
 	}
 }
 
-func (p *parser) str(n *node, path string) string {
-	s, ok := n.value.(string)
-	if !ok || n.isObj || n.isArray {
-		p.errorf(n.offset, path, "must be a string, not %s", n.kind())
+// str returns a string value as a view of the file (see keep and intern).
+func (p *parser) str(n *node, at path) string {
+	if n.kind != kindString {
+		p.errorf(n.offset, at, "must be a string, not %s", n.kindName())
+		return ""
 	}
-	return s
+	return n.text
 }
 
-func (p *parser) boolean(n *node, path string) bool {
-	b, ok := n.value.(bool)
-	if !ok || n.isObj || n.isArray {
-		p.errorf(n.offset, path, "must be true or false, not %s", n.kind())
+func (p *parser) boolean(n *node, at path) bool {
+	if n.kind != kindBool {
+		p.errorf(n.offset, at, "must be true or false, not %s", n.kindName())
 	}
-	return b
+	return n.boolean
 }
 
-func (p *parser) strings(n *node, path string) []string {
-	out := []string{}
-	p.array(n, path, func(i int, e *node) {
-		out = append(out, p.str(e, fmt.Sprintf("%s[%d]", path, i)))
-	})
+// strings returns a list of strings, each interned.
+func (p *parser) strings(n *node, at path) []string {
+	if n.kind != kindArray {
+		p.errorf(n.offset, at, "must be an array, not %s", n.kindName())
+		return []string{}
+	}
+	out := make([]string, len(n.array))
+	for i, e := range n.array {
+		out[i] = p.intern(p.str(e, at.index(i)))
+	}
 	return out
 }
 
 // scopes validates a scope list: grammar always, catalogue unless allowed.
-func (p *parser) scopes(n *node, path string) []string {
-	list := p.strings(n, path)
-	seen := make(map[string]bool, len(list))
+func (p *parser) scopes(n *node, at path) []string {
+	list := p.strings(n, at)
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	clear(p.seen)
 	for i, s := range list {
-		// The field name and the checks are paid for once per distinct
-		// scope, not once per occurrence: a file with 100,000 tokens
-		// repeats the same scopes hundreds of thousands of times.
-		field := func() string { return fmt.Sprintf("%s[%d]", path, i) }
+		// The checks are paid for once per distinct scope, not once per
+		// occurrence: a file with 100,000 tokens repeats the same scopes
+		// hundreds of thousands of times.
 		off := n.array[i].offset
-		if seen[s] {
-			p.errorf(off, field(), "duplicate scope %q", s)
+		if p.seen[s] {
+			p.errorf(off, at.index(i), "duplicate scope %q", s)
 			continue
 		}
-		seen[s] = true
+		p.seen[s] = true
 		if p.validScopes[s] {
 			continue
 		}
 		if _, err := matcher.ParseScope(s); err != nil {
-			p.errorf(off, field(), "%v", err)
+			p.errorf(off, at.index(i), "%v", err)
 			continue
 		}
 		if !p.opts.AllowUnknownScopes {
@@ -265,7 +336,7 @@ func (p *parser) scopes(n *node, path string) []string {
 					msg += "; did you mean " + quoteList(sugg) + "?"
 				}
 				msg += " (allow_unknown_scopes accepts scopes from newer Canvas versions or plugins)"
-				p.errorf(off, field(), "%s", msg)
+				p.errorf(off, at.index(i), "%s", msg)
 				continue
 			}
 		}
@@ -277,128 +348,152 @@ func (p *parser) scopes(n *node, path string) []string {
 	return list
 }
 
-func (p *parser) sha256(n *node, path string) [32]byte {
+func (p *parser) sha256(n *node, at path) [32]byte {
 	var h [32]byte
-	s := p.str(n, path)
-	if len(s) != 64 || strings.ToLower(s) != s {
-		p.errorf(n.offset, path, "must be 64 lower-case hex characters (the SHA-256 of the secret; see `caddy canvas-scopes hash-token`)")
+	s := p.str(n, at)
+	if n.kind != kindString {
 		return h
 	}
-	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
-		p.errorf(n.offset, path, "must be 64 lower-case hex characters: %v", err)
+	if len(s) != 64 || strings.ToLower(s) != s {
+		p.errorf(n.offset, at, "must be 64 lower-case hex characters (the SHA-256 of the secret; see `caddy canvas-scopes hash-token`)")
+		return h
+	}
+	if _, err := hex.Decode(h[:], unsafe.Slice(unsafe.StringData(s), len(s))); err != nil {
+		p.errorf(n.offset, at, "must be 64 lower-case hex characters: %v", err)
 	}
 	return h
 }
 
-func (p *parser) developerKey(n *node, path string) DeveloperKey {
+func (p *parser) developerKey(n *node, at path) DeveloperKey {
 	k := DeveloperKey{RequireScopes: true, Enabled: true, line: p.line(n.offset)}
 	var hasScopes bool
-	p.object(n, path, map[string]func(member){
-		"id":   func(m member) { k.ID = p.str(m.value, path+".id") },
-		"name": func(m member) { k.Name = p.str(m.value, path+".name") },
-		"scopes": func(m member) {
+	p.object(n, at, keyFields, func(m *member) bool {
+		v, f := m.value, at.dot(m.name)
+		switch m.name {
+		case "id":
+			k.ID = p.intern(p.str(v, f))
+		case "name":
+			k.Name = p.keep(p.str(v, f))
+		case "scopes":
 			hasScopes = true
-			k.Scopes = p.scopes(m.value, path+".scopes")
-		},
-		"require_scopes":   func(m member) { k.RequireScopes = p.boolean(m.value, path+".require_scopes") },
-		"allow_includes":   func(m member) { k.AllowIncludes = p.boolean(m.value, path+".allow_includes") },
-		"enabled":          func(m member) { k.Enabled = p.boolean(m.value, path+".enabled") },
-		"allow_masquerade": func(m member) { k.AllowMasquerade = p.boolean(m.value, path+".allow_masquerade") },
-		"hosts": func(m member) {
-			k.Hosts = p.strings(m.value, path+".hosts")
+			k.Scopes = p.scopes(v, f)
+		case "require_scopes":
+			k.RequireScopes = p.boolean(v, f)
+		case "allow_includes":
+			k.AllowIncludes = p.boolean(v, f)
+		case "enabled":
+			k.Enabled = p.boolean(v, f)
+		case "allow_masquerade":
+			k.AllowMasquerade = p.boolean(v, f)
+		case "hosts":
+			k.Hosts = p.strings(v, f)
 			for i, h := range k.Hosts {
 				if h == "" || strings.ContainsAny(h, "/ ") || strings.ToLower(h) != h {
-					p.errorf(m.value.array[i].offset, fmt.Sprintf("%s.hosts[%d]", path, i), "must be a lower-case host name (optionally with :port), got %q", h)
+					p.errorf(v.array[i].offset, f.index(i), "must be a lower-case host name (optionally with :port), got %q", h)
 				}
 			}
-		},
-		"upstream_token": func(m member) {
-			k.UpstreamToken = p.str(m.value, path+".upstream_token")
+		case "upstream_token":
+			k.UpstreamToken = p.keep(p.str(v, f))
 			if k.UpstreamToken == "" {
-				p.errorf(m.value.offset, path+".upstream_token", "must not be empty; leave the field out to forward the client's own Canvas token")
+				p.errorf(v.offset, f, "must not be empty; leave the field out to forward the client's own Canvas token")
 			}
-		},
-		"mode": func(m member) {
-			switch s := p.str(m.value, path+".mode"); s {
+		case "mode":
+			switch s := p.str(v, f); s {
 			case "enforce", "":
 				k.Mode = ModeEnforce
 			case "report":
 				k.Mode = ModeReport
 			default:
-				p.errorf(m.value.offset, path+".mode", "must be \"enforce\" or \"report\", got %q", s)
+				p.errorf(v.offset, f, "must be \"enforce\" or \"report\", got %q", s)
 			}
-		},
+		default:
+			return false
+		}
+		return true
 	})
-	if n.isObj && k.ID == "" {
-		p.errorf(n.offset, path+".id", "is required")
+	if n.kind == kindObject && k.ID == "" {
+		p.errorf(n.offset, at.dot("id"), "is required")
 	}
-	if n.isObj && !hasScopes && k.RequireScopes {
-		p.errorf(n.offset, path+".scopes", "is required when require_scopes is true (an empty list allows nothing but /login/oauth2/token)")
+	if n.kind == kindObject && !hasScopes && k.RequireScopes {
+		p.errorf(n.offset, at.dot("scopes"), "is required when require_scopes is true (an empty list allows nothing but /login/oauth2/token)")
 	}
 	return k
 }
 
-func (p *parser) token(n *node, path string) Token {
+func (p *parser) token(n *node, at path) Token {
 	t := Token{line: p.line(n.offset)}
 	var hasHash bool
-	p.object(n, path, map[string]func(member){
-		"sha256": func(m member) {
+	p.object(n, at, tokenFields, func(m *member) bool {
+		v, f := m.value, at.dot(m.name)
+		switch m.name {
+		case "sha256":
 			hasHash = true
-			t.SHA256 = p.sha256(m.value, path+".sha256")
-		},
-		"developer_key": func(m member) { t.DeveloperKey = p.str(m.value, path+".developer_key") },
-		"label":         func(m member) { t.Label = p.str(m.value, path+".label") },
-		"scopes": func(m member) {
+			t.SHA256 = p.sha256(v, f)
+		case "developer_key":
+			t.DeveloperKey = p.intern(p.str(v, f))
+		case "label":
+			t.Label = p.keep(p.str(v, f))
+		case "scopes":
 			t.HasScopes = true
-			t.Scopes = p.scopes(m.value, path+".scopes")
-		},
-		"expires_at": func(m member) {
-			s := p.str(m.value, path+".expires_at")
+			t.Scopes = p.scopes(v, f)
+		case "expires_at":
+			s := p.str(v, f)
 			ts, err := time.Parse(time.RFC3339, s)
 			if err != nil {
-				p.errorf(m.value.offset, path+".expires_at", "must be an RFC 3339 time such as 2027-06-30T00:00:00Z, got %q", s)
+				p.errorf(v.offset, f, "must be an RFC 3339 time such as 2027-06-30T00:00:00Z, got %q", s)
 			}
 			t.ExpiresAt = ts
-		},
-		"revoked": func(m member) { t.Revoked = p.boolean(m.value, path+".revoked") },
+		case "revoked":
+			t.Revoked = p.boolean(v, f)
+		default:
+			return false
+		}
+		return true
 	})
-	if n.isObj && !hasHash {
-		p.errorf(n.offset, path+".sha256", "is required")
+	if n.kind == kindObject && !hasHash {
+		p.errorf(n.offset, at.dot("sha256"), "is required")
 	}
-	if n.isObj && t.DeveloperKey == "" {
-		p.errorf(n.offset, path+".developer_key", "is required")
+	if n.kind == kindObject && t.DeveloperKey == "" {
+		p.errorf(n.offset, at.dot("developer_key"), "is required")
 	}
 	return t
 }
 
-func (p *parser) client(n *node, path string) Client {
+func (p *parser) client(n *node, at path) Client {
 	c := Client{TokenTTL: DefaultClientTokenTTL, line: p.line(n.offset)}
 	var hasSecret bool
-	p.object(n, path, map[string]func(member){
-		"client_id": func(m member) { c.ClientID = p.str(m.value, path+".client_id") },
-		"secret_sha256": func(m member) {
+	p.object(n, at, clientFields, func(m *member) bool {
+		v, f := m.value, at.dot(m.name)
+		switch m.name {
+		case "client_id":
+			c.ClientID = p.keep(p.str(v, f))
+		case "secret_sha256":
 			hasSecret = true
-			c.SecretSHA256 = p.sha256(m.value, path+".secret_sha256")
-		},
-		"developer_key": func(m member) { c.DeveloperKey = p.str(m.value, path+".developer_key") },
-		"token_ttl": func(m member) {
-			s := p.str(m.value, path+".token_ttl")
+			c.SecretSHA256 = p.sha256(v, f)
+		case "developer_key":
+			c.DeveloperKey = p.intern(p.str(v, f))
+		case "token_ttl":
+			s := p.str(v, f)
 			d, err := time.ParseDuration(s)
 			if err != nil || d <= 0 || d > 24*time.Hour {
-				p.errorf(m.value.offset, path+".token_ttl", "must be a duration between 1s and 24h such as \"1h\", got %q", s)
+				p.errorf(v.offset, f, "must be a duration between 1s and 24h such as \"1h\", got %q", s)
 			}
 			c.TokenTTL = d
-		},
-		"scopes": func(m member) { c.Scopes = p.scopes(m.value, path+".scopes") },
+		case "scopes":
+			c.Scopes = p.scopes(v, f)
+		default:
+			return false
+		}
+		return true
 	})
-	if n.isObj && c.ClientID == "" {
-		p.errorf(n.offset, path+".client_id", "is required")
+	if n.kind == kindObject && c.ClientID == "" {
+		p.errorf(n.offset, at.dot("client_id"), "is required")
 	}
-	if n.isObj && !hasSecret {
-		p.errorf(n.offset, path+".secret_sha256", "is required")
+	if n.kind == kindObject && !hasSecret {
+		p.errorf(n.offset, at.dot("secret_sha256"), "is required")
 	}
-	if n.isObj && c.DeveloperKey == "" {
-		p.errorf(n.offset, path+".developer_key", "is required")
+	if n.kind == kindObject && c.DeveloperKey == "" {
+		p.errorf(n.offset, at.dot("developer_key"), "is required")
 	}
 	return c
 }
