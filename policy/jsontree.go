@@ -90,12 +90,47 @@ func (s *slab[T]) take(items []T) []T {
 	return s.buf[start:len(s.buf):len(s.buf)]
 }
 
-type treeReader struct {
-	data    []byte
-	pos     int
-	nodes   []node // current node slab; never grown in place, so pointers stay valid
+// arena holds the nodes of a tree and the slices of their children.
+type arena struct {
+	nodes   []node // current slab; never grown in place, so pointers stay valid
 	members slab[member]
 	arrays  slab[*node]
+}
+
+func (a *arena) newNode(kind nodeKind, off int) *node {
+	if len(a.nodes) == cap(a.nodes) {
+		a.nodes = make([]node, 0, 4096)
+	}
+	a.nodes = append(a.nodes, node{kind: kind, offset: int64(off)})
+	return &a.nodes[len(a.nodes)-1]
+}
+
+// reset makes the arena's memory reusable: every node it handed out is dead.
+func (a *arena) reset() {
+	clear(a.nodes)
+	a.nodes = a.nodes[:0]
+	clear(a.members.buf)
+	a.members.buf = a.members.buf[:0]
+	clear(a.arrays.buf)
+	a.arrays.buf = a.arrays.buf[:0]
+}
+
+// elementFunc receives one element of an array that is the value of a
+// member of the top-level object: the member's name, the element's index
+// and the element. The element is only valid during the call.
+type elementFunc func(list string, i int, n *node)
+
+type treeReader struct {
+	data  []byte
+	pos   int
+	arena *arena // where nodes go now: tree, or element while streaming
+	tree  arena
+	// element holds one streamed element at a time: a file with 100,000
+	// tokens never has more than one token's nodes in memory.
+	element   arena
+	onElement elementFunc
+	// streamNext: the value about to be read is a top-level member's.
+	streamNext bool
 	// stacks of members and elements for the containers being read;
 	// each container copies its part into a slab when it closes.
 	memberStack  []member
@@ -106,9 +141,15 @@ type treeReader struct {
 // parseTree reads one JSON document (RFC 8259). Duplicate member names are
 // refused: in a security policy "the last one wins" is a silent
 // misconfiguration.
-func parseTree(data []byte) (*node, error) {
-	r := &treeReader{data: data}
-	root, err := r.value(0)
+//
+// If onElement is not nil, the elements of arrays that are values of
+// top-level members are handed to it one by one as they are read and are
+// not kept: such arrays appear in the tree empty. On a syntax error,
+// onElement may already have seen the elements before it.
+func parseTree(data []byte, onElement elementFunc) (*node, error) {
+	r := &treeReader{data: data, onElement: onElement}
+	r.arena = &r.tree
+	root, err := r.value(0, "")
 	if err != nil {
 		return nil, err
 	}
@@ -119,13 +160,7 @@ func parseTree(data []byte) (*node, error) {
 	return root, nil
 }
 
-func (r *treeReader) newNode(kind nodeKind, off int) *node {
-	if len(r.nodes) == cap(r.nodes) {
-		r.nodes = make([]node, 0, 4096)
-	}
-	r.nodes = append(r.nodes, node{kind: kind, offset: int64(off)})
-	return &r.nodes[len(r.nodes)-1]
-}
+func (r *treeReader) newNode(kind nodeKind, off int) *node { return r.arena.newNode(kind, off) }
 
 func (r *treeReader) errorf(format string, args ...any) *syntaxError {
 	return &syntaxError{offset: int64(r.pos), msg: fmt.Sprintf(format, args...)}
@@ -163,19 +198,28 @@ func (r *treeReader) skipSpace() {
 	}
 }
 
-func (r *treeReader) value(depth int) (*node, error) {
-	if depth > maxDepth {
-		return nil, r.errorf("nested more than %d levels deep", maxDepth)
-	}
+// value reads one value. member is the name of the top-level member whose
+// value this is (depth 1), or "".
+func (r *treeReader) value(depth int, member string) (*node, error) {
+	// Only arrays that are values of the top-level object's members are
+	// streamed; the top-level object says so just before reading one.
+	stream := r.streamNext && r.onElement != nil
+	r.streamNext = false
 	r.skipSpace()
 	if r.pos >= len(r.data) {
 		return nil, r.errorf("unexpected end of file")
 	}
 	start := r.pos
 	switch c := r.data[r.pos]; {
+	case (c == '{' || c == '[') && depth > maxDepth:
+		return nil, r.errorf("nested more than %d levels deep", maxDepth+1)
 	case c == '{':
 		return r.object(depth)
 	case c == '[':
+		if stream {
+			n := r.newNode(kindArray, r.pos)
+			return n, r.streamArray(depth, member, n)
+		}
 		return r.array(depth)
 	case c == '"':
 		s, err := r.str()
@@ -246,7 +290,8 @@ func (r *treeReader) object(depth int) (*node, error) {
 			return nil, r.unexpected("after object key")
 		}
 		r.pos++
-		v, err := r.value(depth + 1)
+		r.streamNext = depth == 0
+		v, err := r.value(depth+1, name)
 		if err != nil {
 			return nil, err
 		}
@@ -261,7 +306,7 @@ func (r *treeReader) object(depth int) (*node, error) {
 			continue
 		case '}':
 			r.pos++
-			n.object = r.members.take(r.memberStack[base:])
+			n.object = r.arena.members.take(r.memberStack[base:])
 			return n, nil
 		}
 		return nil, r.unexpected("after object key:value pair")
@@ -280,7 +325,7 @@ func (r *treeReader) array(depth int) (*node, error) {
 		return n, nil
 	}
 	for {
-		v, err := r.value(depth + 1)
+		v, err := r.value(depth+1, "")
 		if err != nil {
 			return nil, err
 		}
@@ -295,10 +340,45 @@ func (r *treeReader) array(depth int) (*node, error) {
 			continue
 		case ']':
 			r.pos++
-			n.array = r.arrays.take(r.elementStack[base:])
+			n.array = r.arena.arrays.take(r.elementStack[base:])
 			return n, nil
 		}
 		return nil, r.unexpected("after array element")
+	}
+}
+
+// streamArray reads the elements of n one at a time into the element
+// arena, hands each to onElement and then reuses the arena.
+func (r *treeReader) streamArray(depth int, member string, n *node) error {
+	r.pos++ // '['
+	n.array = []*node{}
+	r.skipSpace()
+	if r.pos < len(r.data) && r.data[r.pos] == ']' {
+		r.pos++
+		return nil
+	}
+	r.arena = &r.element
+	defer func() { r.arena = &r.tree }()
+	for i := 0; ; i++ {
+		v, err := r.value(depth+1, "")
+		if err != nil {
+			return err
+		}
+		r.onElement(member, i, v)
+		r.element.reset()
+		r.skipSpace()
+		if r.pos >= len(r.data) {
+			return r.errorf("unexpected end of file")
+		}
+		switch r.data[r.pos] {
+		case ',':
+			r.pos++
+			continue
+		case ']':
+			r.pos++
+			return nil
+		}
+		return r.unexpected("after array element")
 	}
 }
 

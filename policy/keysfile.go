@@ -197,40 +197,42 @@ func (q path) String() string {
 // result holds no reference to data.
 func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, error) {
 	p := &parser{file: name, data: data, opts: opts}
-	root, err := parseTree(data)
+	// Each token has one "sha256" member (clients have "secret_sha256"):
+	// counting them sizes the list once instead of growing it ~17 times.
+	kf := &KeysFile{Tokens: make([]Token, 0, bytes.Count(data, []byte(`"sha256"`)))}
+	// The three lists are streamed: each entry is checked as soon as it is
+	// read, so the tree of a large file is never in memory at once.
+	root, err := parseTree(data, func(list string, i int, n *node) {
+		at := top(list).at(i)
+		switch list {
+		case "developer_keys":
+			kf.DeveloperKeys = append(kf.DeveloperKeys, p.developerKey(n, at))
+		case "tokens":
+			kf.Tokens = append(kf.Tokens, p.token(n, at))
+		case "clients":
+			kf.Clients = append(kf.Clients, p.client(n, at))
+		}
+	})
 	if err != nil {
 		off := int64(0)
 		if se, ok := err.(*syntaxError); ok {
 			off = se.offset
 		}
+		p.errs = nil // only the syntax error: what came before may be cut short
 		p.errorf(off, path{i: -1, j: -1}, "invalid JSON: %v", err)
 		return nil, p.errs
 	}
-	kf := &KeysFile{}
+	// The lists' entries were seen while reading; what remains is the
+	// top-level shape: unknown fields and lists that are not arrays.
 	p.object(root, path{i: -1, j: -1}, topFields, func(m *member) bool {
-		list := top(m.name)
 		switch m.name {
-		case "developer_keys":
-			p.array(m.value, list, func(i int, n *node) {
-				kf.DeveloperKeys = append(kf.DeveloperKeys, p.developerKey(n, list.at(i)))
-			})
-		case "tokens":
-			p.array(m.value, list, func(i int, n *node) {
-				if kf.Tokens == nil && m.value.kind == kindArray {
-					kf.Tokens = make([]Token, 0, len(m.value.array))
-				}
-				kf.Tokens = append(kf.Tokens, p.token(n, list.at(i)))
-			})
-		case "clients":
-			p.array(m.value, list, func(i int, n *node) {
-				kf.Clients = append(kf.Clients, p.client(n, list.at(i)))
-			})
-		default:
-			return false
+		case "developer_keys", "tokens", "clients":
+			p.array(m.value, top(m.name), func(int, *node) {})
+			return true
 		}
-		return true
+		return false
 	})
-	p.crossCheck(kf, root)
+	p.crossCheck(kf)
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
 		return nil, p.errs
@@ -317,6 +319,9 @@ func (p *parser) scopes(n *node, at path) []string {
 		// occurrence: a file with 100,000 tokens repeats the same scopes
 		// hundreds of thousands of times.
 		off := n.array[i].offset
+		if n.array[i].kind != kindString {
+			continue // already reported by strings
+		}
 		if p.seen[s] {
 			p.errorf(off, at.index(i), "duplicate scope %q", s)
 			continue
@@ -500,7 +505,7 @@ func (p *parser) client(n *node, at path) Client {
 
 // crossCheck validates references between sections: unique ids, tokens and
 // clients naming existing keys.
-func (p *parser) crossCheck(kf *KeysFile, root *node) {
+func (p *parser) crossCheck(kf *KeysFile) {
 	keyLine := map[string]int{}
 	for _, k := range kf.DeveloperKeys {
 		if k.ID == "" {

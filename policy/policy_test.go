@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -145,6 +146,58 @@ func TestKeysFileSyntaxAndDuplicates(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want %q", c.data, err, c.want)
 		}
+	}
+}
+
+// The lists are checked while they are read; a syntax error later in the
+// file must still be the only error, and the top-level shape is checked.
+func TestKeysFileStreamedListsShape(t *testing.T) {
+	for _, c := range []struct {
+		data string
+		want []string
+	}{
+		{"{\"tokens\": [{\"label\": 1}],\n \"clients\": [}", []string{"keys.json:2: invalid JSON: invalid character '}' looking for beginning of value"}},
+		{`{"tokens": {}, "clients": "x", "developer_keys": null}`, []string{"tokens: must be an array, not object", "clients: must be an array, not string", "developer_keys: must be an array, not null"}},
+		{`{"token": []}`, []string{"keys.json:1: token: unknown field (known fields: clients, developer_keys, tokens)"}},
+		{`{"tokens": [{"sha256": "x", "developer_key": "k", "scopes": [1]}]}`, []string{"tokens[0].sha256: must be 64 lower-case hex", "tokens[0].scopes[0]: must be a string, not number", `tokens.developer_key: no developer key has id "k"`}},
+	} {
+		_, err := ParseKeysFile("keys.json", []byte(c.data), ParseOptions{})
+		var errs ConfigErrors
+		if !errors.As(err, &errs) {
+			t.Fatalf("%s: got %v, want ConfigErrors", c.data, err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: missing %q in:\n%s", c.data, w, err)
+			}
+		}
+		if len(errs) != len(c.want) {
+			t.Errorf("%s: got %d errors, want %d:\n%s", c.data, len(errs), len(c.want), err)
+		}
+	}
+}
+
+// The parser reads strings as views of the file's bytes; what it returns
+// must not share them, or a reused read buffer would rewrite the policy.
+func TestKeysFileResultOwnsItsStrings(t *testing.T) {
+	data := []byte(`{"developer_keys":[{"id":"k\u0031","name":"Vendor","scopes":["url:GET|/api/v1/courses"],"hosts":["canvas.example.edu"],"upstream_token":"{env.TOK}"}],
+	 "tokens":[{"sha256":"` + strings.Repeat("ab", 32) + `","developer_key":"k1","label":"nightly job","scopes":["url:GET|/api/v1/courses"]}],
+	 "clients":[{"client_id":"vendor-app","secret_sha256":"` + strings.Repeat("cd", 32) + `","developer_key":"k1"}]}`)
+	kf, err := ParseKeysFile("keys.json", data, ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range data {
+		data[i] = 'X'
+	}
+	k, tok, cl := kf.DeveloperKeys[0], kf.Tokens[0], kf.Clients[0]
+	got := []string{k.ID, k.Name, k.Scopes[0], k.Hosts[0], k.UpstreamToken, tok.DeveloperKey, tok.Label, tok.Scopes[0], cl.ClientID, cl.DeveloperKey}
+	want := []string{"k1", "Vendor", "url:GET|/api/v1/courses", "canvas.example.edu", "{env.TOK}", "k1", "nightly job", "url:GET|/api/v1/courses", "vendor-app", "k1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("after overwriting the file's bytes:\ngot  %q\nwant %q", got, want)
+	}
+	if tok.SHA256[0] != 0xab || cl.SecretSHA256[31] != 0xcd {
+		t.Errorf("hashes %x %x", tok.SHA256, cl.SecretSHA256)
 	}
 }
 
