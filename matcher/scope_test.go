@@ -160,6 +160,15 @@ func TestInterner(t *testing.T) {
 	if a != b {
 		t.Error("equal lists not interned")
 	}
+	// The key is order- and duplicate-blind, and elements are
+	// length-prefixed: lists that concatenate to the same text differ.
+	if internKeyOf([]string{"b", "a", "b"}) != internKeyOf([]string{"a", "b"}) {
+		t.Error("permuted list with a duplicate has a different key")
+	}
+	if internKeyOf([]string{"ab", "c"}) == internKeyOf([]string{"a", "bc"}) ||
+		internKeyOf([]string{"a\x00b"}) == internKeyOf([]string{"a", "b"}) {
+		t.Error("lists that differ only in how they split share a key")
+	}
 	c, _ := Intern([]string{"url:GET|/api/v1/accounts"})
 	d, _ := Intern([]string{"url:GET|/api/v1/accounts"})
 	if c != d {

@@ -1,6 +1,8 @@
 package matcher
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"runtime"
 	"slices"
 	"strings"
@@ -141,13 +143,19 @@ func (s *Set) Scopes() []string {
 // ready to use; an Interner is safe for concurrent use.
 type Interner struct {
 	mu sync.Mutex
-	m  map[string]weak.Pointer[Set]
+	m  map[internKey]weak.Pointer[Set]
 }
+
+// internKey identifies a scope list by the SHA-256 of its sorted,
+// de-duplicated, length-prefixed elements. A digest rather than the joined
+// text: a keys file with 30,000 distinct token scope lists held 8.5 MB of
+// keys as text, 1 MB as digests.
+type internKey [sha256.Size]byte
 
 // Compile is like the package-level Compile but returns a shared *Set when
 // an equal scope list was compiled before and is still referenced.
 func (in *Interner) Compile(scopes []string) (*Set, error) {
-	key := internKey(scopes)
+	key := internKeyOf(scopes)
 	in.mu.Lock()
 	if wp, ok := in.m[key]; ok {
 		if s := wp.Value(); s != nil {
@@ -168,7 +176,7 @@ func (in *Interner) Compile(scopes []string) (*Set, error) {
 		}
 	}
 	if in.m == nil {
-		in.m = make(map[string]weak.Pointer[Set])
+		in.m = make(map[internKey]weak.Pointer[Set])
 	}
 	wp := weak.Make(s)
 	in.m[key] = wp
@@ -176,7 +184,7 @@ func (in *Interner) Compile(scopes []string) (*Set, error) {
 	return s, nil
 }
 
-func (in *Interner) cleanup(key string) {
+func (in *Interner) cleanup(key internKey) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if wp, ok := in.m[key]; ok && wp.Value() == nil {
@@ -197,11 +205,20 @@ func (in *Interner) Len() int {
 	return n
 }
 
-func internKey(scopes []string) string {
+func internKeyOf(scopes []string) internKey {
 	c := slices.Clone(scopes)
 	slices.Sort(c)
 	c = slices.Compact(c)
-	return strings.Join(c, "\x00")
+	n := 0
+	for _, s := range c {
+		n += 8 + len(s)
+	}
+	buf := make([]byte, 0, n)
+	for _, s := range c {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(len(s)))
+		buf = append(buf, s...)
+	}
+	return sha256.Sum256(buf)
 }
 
 var defaultInterner Interner
