@@ -103,6 +103,7 @@ func (ks *keystore) reload(force bool) (changed bool, err error) {
 	if !force && fi.Size() == ks.lastSize && fi.ModTime().Equal(ks.lastMod) {
 		return false, nil
 	}
+	started := time.Now()
 	data, err := os.ReadFile(ks.path)
 	if err != nil {
 		reloadsTotal.WithLabelValues("error").Inc()
@@ -123,6 +124,7 @@ func (ks *keystore) reload(force bool) (changed bool, err error) {
 	}
 	ks.lastSize, ks.lastMod, ks.lastHash = fi.Size(), fi.ModTime(), sum
 	ks.current.Store(store)
+	loadTime := time.Since(started)
 	ks.loadedAt.Store(time.Now().UnixNano())
 	if len(data) > 1<<20 {
 		// Parsing a large file allocates many times the store's size;
@@ -137,7 +139,8 @@ func (ks *keystore) reload(force bool) (changed bool, err error) {
 	caddy.Log().Named("canvas_scopes").Info("keys file loaded",
 		zap.String("keys_file", ks.path),
 		zap.Int("developer_keys", len(store.Keys())),
-		zap.Int("tokens", store.TokenCount()))
+		zap.Int("tokens", store.TokenCount()),
+		zap.Duration("load_time", loadTime)) // read, parse, validate, compile
 	return true, nil
 }
 

@@ -229,7 +229,7 @@ for _ in $(seq 200); do
 done
 t1=$(date +%s.%N)
 echo "   first load of the scale file seen in the log after $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}') s (polling every 1 s; includes up to 1 s of waiting for the poll)"
-grep '"keys file loaded"' "$WORKDIR/caddy.log" | tail -1 | grep -o '"developer_keys":[0-9]*,"tokens":[0-9]*' | sed 's/^/   caddy: /'
+grep '"keys file loaded"' "$WORKDIR/caddy.log" | tail -1 | grep -o '"developer_keys":[0-9]*,"tokens":[0-9]*,"load_time":[0-9.]*' | sed 's/^/   caddy: /; s/$/ s (read, parse, validate, compile)/'
 echo "   caddy RSS after loading it: $(rss $CADDY_PID VmRSS) (peak so far, VmHWM: $(rss $CADDY_PID VmHWM))"
 before=$(loaded)
 "$BIN/tool" rewrite -dst "$WORKDIR/keys.json" -n "$RELOADS" -every "$(((RELOAD_SECS - 2) / RELOADS))s" -delay 1s \
