@@ -76,6 +76,8 @@ const maxDepth = 64
 
 // slab hands out sub-slices of large backing arrays, so a file with a
 // million values costs a few hundred allocations instead of a million.
+// The slices are capped: appending to one copies it instead of writing
+// into its neighbour.
 type slab[T any] struct{ buf []T }
 
 func (s *slab[T]) take(items []T) []T {
@@ -83,7 +85,7 @@ func (s *slab[T]) take(items []T) []T {
 		return []T{}
 	}
 	if len(items) > cap(s.buf)-len(s.buf) {
-		s.buf = make([]T, 0, max(1024, len(items)))
+		s.buf = make([]T, 0, max(4096, len(items)))
 	}
 	start := len(s.buf)
 	s.buf = append(s.buf, items...)

@@ -125,6 +125,11 @@ type parser struct {
 	// kept, and a file with 100,000 tokens repeats a few hundred values.
 	interned map[string]string
 	seen     map[string]bool // scratch for duplicate scopes within one list
+	// lists holds the string lists (scopes, hosts) in large shared
+	// arrays rather than one small allocation each; list is scratch.
+	lists slab[string]
+	list  []string
+	text  []byte // current text block of keep
 }
 
 // line is the 1-based line of byte offset off. Every entry records its line,
@@ -148,8 +153,20 @@ func (p *parser) errorf(off int64, at path, format string, args ...any) {
 	p.errs = append(p.errs, ConfigError{File: p.file, Line: p.line(off), Field: strings.Clone(at.String()), Msg: fmt.Sprintf(format, args...)})
 }
 
-// keep copies a string out of the file's bytes (see node.text).
-func (p *parser) keep(s string) string { return strings.Clone(s) }
+// keep copies a string out of the file's bytes (see node.text). The copies
+// share large text blocks (p.text) that are appended to and never
+// rewritten, for the reason slabs exist: few allocations, freed whole.
+func (p *parser) keep(s string) string {
+	if s == "" {
+		return ""
+	}
+	if len(s) > cap(p.text)-len(p.text) {
+		p.text = make([]byte, 0, max(64<<10, len(s)))
+	}
+	start := len(p.text)
+	p.text = append(p.text, s...)
+	return unsafe.String(&p.text[start], len(s))
+}
 
 // intern is keep for values that repeat: one copy per distinct value.
 func (p *parser) intern(s string) string {
@@ -159,7 +176,7 @@ func (p *parser) intern(s string) string {
 	if p.interned == nil {
 		p.interned = map[string]string{}
 	}
-	v := strings.Clone(s)
+	v := p.keep(s)
 	p.interned[v] = v
 	return v
 }
@@ -300,11 +317,11 @@ func (p *parser) strings(n *node, at path) []string {
 		p.errorf(n.offset, at, "must be an array, not %s", n.kindName())
 		return []string{}
 	}
-	out := make([]string, len(n.array))
+	p.list = p.list[:0]
 	for i, e := range n.array {
-		out[i] = p.intern(p.str(e, at.index(i)))
+		p.list = append(p.list, p.intern(p.str(e, at.index(i))))
 	}
-	return out
+	return p.lists.take(p.list)
 }
 
 // scopes validates a scope list: grammar always, catalogue unless allowed.
