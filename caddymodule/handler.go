@@ -343,6 +343,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 // serveAnonymous handles a request without a credential: Canvas's 401 on
 // /api/ paths (unless anonymous pass), untouched elsewhere.
 func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, start time.Time, canonical string, body []byte, kind params.BodyKind) error {
+	setUndecidedPlaceholders(r, noCredentialValue)
 	if !isAPIPath(canonical) {
 		restoreBody(r, body, kind)
 		return next.ServeHTTP(w, r)
@@ -376,6 +377,7 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 // error and counts it as bad_request. In handler-wide report mode it is
 // logged and counted as would_deny and forwarded as received instead.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, start time.Time, status int, msg string) error {
+	setUndecidedPlaceholders(r, badRequestValue)
 	if h.reportOnly {
 		h.count(nil, decWouldDeny, start)
 		if ce := h.logger.Check(zap.WarnLevel, "request would be refused (report mode)"); ce != nil {
@@ -432,8 +434,12 @@ func (h *Handler) setPlaceholders(r *http.Request, d policy.Decision, tokenID st
 		return
 	}
 	// Values are pre-boxed: storing a string as an any allocates.
+	// Every placeholder is set on every decision: an unset one renders as
+	// its own {name} text in headers and logs.
 	if k := d.Key(); k != nil {
 		repl.Set("http.canvas_scopes.developer_key", k.IDValue())
+	} else {
+		repl.Set("http.canvas_scopes.developer_key", emptyValue)
 	}
 	if d.Token != nil && d.Token.ID == tokenID {
 		repl.Set("http.canvas_scopes.token_id", d.Token.IDValue())
@@ -442,6 +448,32 @@ func (h *Handler) setPlaceholders(r *http.Request, d policy.Decision, tokenID st
 	}
 	repl.Set("http.canvas_scopes.decision", outcomeValue(d.Outcome))
 	repl.Set("http.canvas_scopes.scope", scopeValue(d.Scope))
+}
+
+// emptyValue is "" boxed once.
+var emptyValue any = ""
+
+// Decision placeholder values for requests without a policy decision.
+var (
+	noCredentialValue any = decNoCredential
+	badRequestValue   any = decBadRequest
+)
+
+// setUndecidedPlaceholders sets the decision placeholder for a request the
+// policy did not decide (no credential, or refused as malformed), keeping
+// the key and token placeholders if a decision had set them and setting
+// them empty otherwise.
+func setUndecidedPlaceholders(r *http.Request, decision any) {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	repl.Set("http.canvas_scopes.decision", decision)
+	for _, name := range [...]string{"http.canvas_scopes.developer_key", "http.canvas_scopes.token_id", "http.canvas_scopes.scope"} {
+		if _, set := repl.Get(name); !set {
+			repl.Set(name, emptyValue)
+		}
+	}
 }
 
 // outcomeValues are the decision placeholder values, boxed once.

@@ -520,3 +520,45 @@ func TestBrokenKeysFileLoggedOnce(t *testing.T) {
 		t.Errorf("broken file logged %d times, want once until it changes", n)
 	}
 }
+
+// The documented placeholders reach later handlers: reverse_proxy's
+// header_up sees them on forwarded requests, and a deferred response header
+// sees them on the gate's own denials.
+func TestPlaceholders(t *testing.T) {
+	up := newUpstream(t)
+	in := startCaddy(t, up, siteConfig{
+		KeysJSON: gateKeys(),
+		Site:     "header >X-Gate {http.canvas_scopes.decision}|{http.canvas_scopes.developer_key}|{http.canvas_scopes.token_id}|{http.canvas_scopes.scope}",
+		Env:      []string{"TEST_UPSTREAM_TOKEN=" + upstreamTok},
+	})
+	idA := sha(tokA)[:12]
+	cases := []struct {
+		name, method, target, token string
+		status                      int
+		want                        string
+	}{
+		{"allowed", "GET", "/api/v1/courses/7/assignments", tokA, 200, "allowed|vendor-a|" + idA + "|url:GET|/api/v1/courses/:course_id/assignments"},
+		{"insufficient scope", "GET", "/api/v1/accounts", tokA, 401, "insufficient_scope|vendor-a|" + idA + "|"},
+		{"unknown token", "GET", "/api/v1/courses", "test-only-not-registered", 401, "unknown_token||" + sha("test-only-not-registered")[:12] + "|"},
+		{"no credential", "GET", "/api/v1/courses", "", 401, "no_credential|||"},
+		{"no credential off /api/", "GET", "/login", "", 200, "no_credential|||"},
+		{"refused path", "GET", "/api/v1/courses/%2e%2e/accounts", tokA, 400, "bad_request|||"},
+		{"refused method override", "GET", "/api/v1/courses?_method=DELETE", tokA, 400, "bad_request|||"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp, body := in.do(in.request(c.method, c.target, c.token, nil))
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.status, body)
+			}
+			if got := resp.Header.Get("X-Gate"); got != c.want {
+				t.Errorf("X-Gate %q, want %q", got, c.want)
+			}
+			if c.status == 200 {
+				up.one(t)
+			} else {
+				up.none(t)
+			}
+		})
+	}
+}
