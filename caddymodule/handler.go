@@ -228,7 +228,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	restoreBody(r, body, kind)
 	insp, err := params.Inspect(params.Request{
 		Method: r.Method, Header: r.Header, RawQuery: r.URL.RawQuery,
-		ContentType: r.Header.Get("Content-Type"), Body: body,
+		ContentType: contentType(r.Header), Body: body,
+		NoUnderscoreNames: true, // hardenRequest dropped them
 	}, h.limits)
 	if err != nil {
 		var pe *params.Error
@@ -249,7 +250,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	store := h.keystore.current.Load()
 	preq := policy.Request{
 		Method: r.Method, Path: canonical, Host: r.Host,
-		Masquerade: insp.Masquerade, Now: h.now(),
+		Masquerade: insp.Masquerade, Now: start, // expiry is judged at arrival
 	}
 	d, gateway := h.decideGatewayToken(store, insp.Token, preq)
 	if !gateway {
@@ -327,7 +328,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	stripHopByHopNames(r.Header)
 	// A credentialed request carries exactly one credential upstream:
 	// session cookies are unscoped (peers.md Q7), so they never go along.
-	r.Header.Del("Cookie")
+	delete(r.Header, "Cookie") // canonical key: Header.Del would canonicalise it again
 	if substitute {
 		r.Header.Set("Authorization", "Bearer "+upstream)
 	}
@@ -545,7 +546,7 @@ func (h *Handler) logDecision(level zapcore.Level, msg string, r *http.Request, 
 // still stream it on.
 func readInspectableBody(r *http.Request, max int64) ([]byte, params.BodyKind, int, error) {
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-	kind, _ := params.BodyKindOf(r.Method, r.Header.Get("Content-Type"), hasBody)
+	kind, _ := params.BodyKindOf(r.Method, contentType(r.Header), hasBody)
 	if kind != params.BodyForm && kind != params.BodyMultipart && kind != params.BodyJSON {
 		return nil, kind, 0, nil
 	}

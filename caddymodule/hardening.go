@@ -56,7 +56,7 @@ func hardenRequest(r *http.Request) (int, string) {
 		return http.StatusBadRequest, msgTrailers
 	}
 	for name := range r.Header {
-		if strings.ContainsAny(name, "_.") {
+		if hasUnderscoreOrDot(name) {
 			delete(r.Header, name)
 		}
 	}
@@ -65,13 +65,33 @@ func hardenRequest(r *http.Request) (int, string) {
 	}
 	if ce := r.Header["Content-Encoding"]; len(ce) > 0 && !identityOnly(ce) {
 		hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-		switch kind, _ := params.BodyKindOf(r.Method, r.Header.Get("Content-Type"), hasBody); kind {
+		switch kind, _ := params.BodyKindOf(r.Method, contentType(r.Header), hasBody); kind {
 		case params.BodyForm, params.BodyMultipart, params.BodyJSON:
 			return http.StatusBadRequest, msgEncodedParamBody
 		}
 	}
 	protectConnection(r.Header)
 	return 0, ""
+}
+
+// hasUnderscoreOrDot is strings.ContainsAny(name, "_.") without building
+// a byte set per header on every request.
+func hasUnderscoreOrDot(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if name[i] == '_' || name[i] == '.' {
+			return true
+		}
+	}
+	return false
+}
+
+// contentType is r.Header.Get("Content-Type") without canonicalising the
+// name on every request: Go's servers store header names canonical.
+func contentType(h http.Header) string {
+	if v := h["Content-Type"]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func identityOnly(values []string) bool {

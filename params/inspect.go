@@ -151,7 +151,7 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 	if in.q.method || in.b.method {
 		in.MethodOverride = "_method"
 	} else {
-		in.MethodOverride = overrideHeader(req.Header)
+		in.MethodOverride = overrideHeader(req.Header, req.NoUnderscoreNames)
 	}
 	in.Masquerade = in.q.asUser || in.b.asUser
 	return in, nil
@@ -161,18 +161,30 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 // value, even empty). Besides the canonical keys it also recognises
 // non-canonical spellings, including '_' for '-', which Rack maps to the
 // same env key.
-func overrideHeader(h http.Header) string {
-	for i, name := range overrideHeaderKeys {
-		if _, ok := h[name]; ok {
-			return overrideHeaders[i]
-		}
-	}
-	for k := range h {
-		for _, name := range overrideHeaders {
-			if headerNameEq(k, name) {
-				return name
+func overrideHeader(h http.Header, noUnderscoreNames bool) string {
+	if noUnderscoreNames {
+		// Without '_', a name equal to an override header up to case and
+		// '_' is one Go stored in its canonical form.
+		for i, name := range overrideHeaderKeys {
+			if _, ok := h[name]; ok {
+				return overrideHeaders[i]
 			}
 		}
+		return ""
+	}
+	// One pass over the names. best is the index of the first override
+	// header present, in overrideHeaders' order.
+	best := len(overrideHeaders)
+	for k := range h {
+		for i := 0; i < best; i++ {
+			if headerNameEq(k, overrideHeaders[i]) {
+				best = i
+				break
+			}
+		}
+	}
+	if best < len(overrideHeaders) {
+		return overrideHeaders[best]
 	}
 	return ""
 }

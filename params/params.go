@@ -270,4 +270,9 @@ type Request struct {
 	RawQuery    string      // r.URL.RawQuery as received
 	ContentType string
 	Body        []byte // the buffered body when BodyKindOf says Form/Multipart/JSON; nil otherwise
+	// NoUnderscoreNames tells Inspect that the caller already removed
+	// every header name containing '_' (as the gate's request hardening
+	// does), so the method-override headers need only be looked up by
+	// their canonical names instead of by a pass over all names.
+	NoUnderscoreNames bool
 }
