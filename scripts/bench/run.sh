@@ -6,10 +6,12 @@
 #
 # One Caddy process serves seven sites on seven 127.0.0.1 ports in front of
 # one upstream (a ~2 KB Canvas-like JSON page):
-#   A plain reverse_proxy             B gate, 25-scope key
+#   A plain reverse_proxy of B's GET     B gate, 25-scope key
 #   C gate, all 1,311 catalogue scopes D gate, include filter on a JSON POST body
 #   E gate, credential substitution   F forward_auth to an authz service (our matcher)
 #   P plain reverse_proxy of D's POST (reference for D)
+# A and P send exactly the requests B and D send (same Authorization
+# header), so each ratio compares the same bytes with and without the gate.
 # Rounds are interleaved (A B C D E F P, repeated); the table reports the
 # median of each. Then a reload test: wrk on B while the keys file (1,000
 # keys, 100,000 tokens) is atomically replaced several times.
@@ -146,13 +148,13 @@ POST_BODY='{"assignment":{"name":"Lab report","points_possible":10,"submission_t
 # id port token method
 scenario() {
 	case "$1" in
-	A) echo "$P_A -" ;;
+	A) echo "$P_A $TOK_B" ;; # the request B sends, without the gate
 	B) echo "$P_B $TOK_B" ;;
 	C) echo "$P_C $TOK_C" ;;
 	D) echo "$P_D $TOK_B POST" ;;
 	E) echo "$P_E $TOK_E" ;;
 	F) echo "$P_F $TOK_B" ;;
-	P) echo "$P_P - POST" ;;
+	P) echo "$P_P $TOK_B POST" ;; # the request D sends, without the gate
 	esac
 }
 

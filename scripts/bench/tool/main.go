@@ -216,7 +216,7 @@ func median(xs []float64) float64 {
 }
 
 var scenarios = []struct{ id, desc string }{
-	{"A", "plain reverse_proxy (GET)"},
+	{"A", "plain reverse_proxy of the same GET (same token header)"},
 	{"B", "gate, 25-scope key (GET)"},
 	{"C", "gate, key with all 1,311 catalogue scopes (GET)"},
 	{"D", "gate, include filtering from a JSON POST body"},
