@@ -275,6 +275,20 @@ func report(args []string) error {
 			fmt.Printf("  %s: %s\n", sc.id, strings.Join(parts, " "))
 		}
 	}
+	// Ratios within each round, where the two runs were seconds apart: a
+	// view of the noise next to the ratio of medians above.
+	fmt.Println("\nRPS ratios within each round (median [min–max]):")
+	for _, pair := range [][2]string{{"B", "A"}, {"C", "B"}, {"D", "A"}, {"D", "P"}, {"E", "A"}, {"B", "F"}} {
+		x, y := rounds[pair[0]], rounds[pair[1]]
+		if len(x) == 0 || len(x) != len(y) {
+			continue
+		}
+		ratios := make([]float64, len(x))
+		for i := range x {
+			ratios[i] = x[i] / y[i]
+		}
+		fmt.Printf("  %s/%s: %.3f [%.3f–%.3f]\n", pair[0], pair[1], median(ratios), slices.Min(ratios), slices.Max(ratios))
+	}
 	fmt.Printf("\nnon-2xx responses: %d, socket errors: %d (over all rounds)\n\n", totalNon2xx, totalSock)
 	check := func(name string, ok bool, got string) {
 		mark := "MET"
