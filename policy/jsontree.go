@@ -266,6 +266,7 @@ func (r *treeReader) object(depth int) (*node, error) {
 	r.pos++ // '{'
 	base := len(r.memberStack)
 	defer func() { r.memberStack = r.memberStack[:base] }()
+	var names map[string]bool // for duplicate checks once the object is large
 	r.skipSpace()
 	if r.pos < len(r.data) && r.data[r.pos] == '}' {
 		r.pos++
@@ -282,10 +283,8 @@ func (r *treeReader) object(depth int) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, m := range r.memberStack[base:] {
-			if m.name == name {
-				return nil, &syntaxError{offset: int64(keyOff), msg: fmt.Sprintf("duplicate field %q", name)}
-			}
+		if r.seen(&names, r.memberStack[base:], name) {
+			return nil, &syntaxError{offset: int64(keyOff), msg: fmt.Sprintf("duplicate field %q", name)}
 		}
 		r.skipSpace()
 		if r.pos >= len(r.data) || r.data[r.pos] != ':' {
@@ -313,6 +312,31 @@ func (r *treeReader) object(depth int) (*node, error) {
 		}
 		return nil, r.unexpected("after object key:value pair")
 	}
+}
+
+// seen reports whether name is among the members read so far. Objects in
+// a keys file have a handful of members, so a scan is cheapest; past 16 a
+// map keeps a large object from costing quadratic time.
+func (r *treeReader) seen(names *map[string]bool, members []member, name string) bool {
+	if *names == nil && len(members) <= 16 {
+		for _, m := range members {
+			if m.name == name {
+				return true
+			}
+		}
+		return false
+	}
+	if *names == nil {
+		*names = make(map[string]bool, 2*len(members))
+		for _, m := range members {
+			(*names)[m.name] = true
+		}
+	}
+	if (*names)[name] {
+		return true
+	}
+	(*names)[name] = true
+	return false
 }
 
 func (r *treeReader) array(depth int) (*node, error) {

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -175,11 +176,36 @@ func TestParseTreeRefusals(t *testing.T) {
 		{strings.Repeat("[", maxDepth+2) + strings.Repeat("]", maxDepth+2), "nested more than"},
 		{`{"a":1,}`, "invalid character '}' looking for beginning of object key string"},
 		{`[1] 2`, "unexpected data after the top-level value"},
+		{bigObject(100, 3), `duplicate field "k3"`},
+		{bigObject(17, 16), `duplicate field "k16"`},
 		{`{"a":`, "unexpected end of file"},
 	} {
 		_, err := parseTree([]byte(tc.in), nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want one containing %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// bigObject is an object with n members k0…k(n-1), then a repeat of k(dup)
+// if dup >= 0.
+func bigObject(n, dup int) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		fmt.Fprintf(&b, `"k%d":%d,`, i, i)
+	}
+	if dup >= 0 {
+		fmt.Fprintf(&b, `"k%d":0,`, dup)
+	}
+	return strings.TrimSuffix(b.String(), ",") + "}"
+}
+
+func TestParseTreeLargeObjects(t *testing.T) {
+	for _, n := range []int{16, 17, 100, 5000} {
+		checkAgainstEncodingJSON(t, []byte(bigObject(n, -1)))
+		if _, err := parseTree([]byte(bigObject(n, n-1)), nil); err == nil || !strings.Contains(err.Error(), "duplicate field") {
+			t.Errorf("%d members and a repeat of the last: %v", n, err)
 		}
 	}
 }
