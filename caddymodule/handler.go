@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -550,11 +551,20 @@ func readInspectableBody(r *http.Request, max int64) ([]byte, params.BodyKind, i
 	if kind != params.BodyForm && kind != params.BodyMultipart && kind != params.BodyJSON {
 		return nil, kind, 0, nil
 	}
-	tooLarge := fmt.Errorf("request body is larger than the %d bytes the gate inspects", max)
+	tooLarge := func() error { return fmt.Errorf("request body is larger than the %d bytes the gate inspects", max) }
 	if r.ContentLength > max {
-		return nil, kind, http.StatusRequestEntityTooLarge, tooLarge
+		return nil, kind, http.StatusRequestEntityTooLarge, tooLarge()
 	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	var data []byte
+	var err error
+	if r.ContentLength > 0 {
+		// Framed by Content-Length (≤ max, checked above): Go's server
+		// ends the body there, so one exact read is the whole body.
+		data = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, data)
+	} else {
+		data, err = io.ReadAll(io.LimitReader(r.Body, max+1))
+	}
 	if err != nil {
 		_ = r.Body.Close()
 		return nil, kind, http.StatusBadRequest, errors.New("could not read the request body")
@@ -564,7 +574,7 @@ func readInspectableBody(r *http.Request, max int64) ([]byte, params.BodyKind, i
 			io.Reader
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(data), r.Body), r.Body}
-		return nil, kind, http.StatusRequestEntityTooLarge, tooLarge
+		return nil, kind, http.StatusRequestEntityTooLarge, tooLarge()
 	}
 	_ = r.Body.Close()
 	return data, kind, 0, nil
@@ -598,13 +608,27 @@ func restoreBody(r *http.Request, body []byte, kind params.BodyKind) {
 // setBody replaces the request body and fixes its framing: a rewritten body
 // goes upstream with an exact Content-Length and no chunking.
 func setBody(r *http.Request, body []byte) {
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	r.Body = newBufferedBody(body)
+	r.GetBody = func() (io.ReadCloser, error) { return newBufferedBody(body), nil }
 	r.ContentLength = int64(len(body))
 	r.TransferEncoding = nil
-	r.Header.Del("Transfer-Encoding")
-	r.Header.Set("Content-Length", fmt.Sprint(len(body)))
+	delete(r.Header, "Transfer-Encoding")
+	// Most bodies go on as the client framed them: keep its header.
+	if cl := r.Header["Content-Length"]; len(cl) != 1 || cl[0] != strconv.Itoa(len(body)) {
+		r.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
 }
+
+// bufferedBody is io.NopCloser(bytes.NewReader(b)) in one allocation.
+type bufferedBody struct{ bytes.Reader }
+
+func newBufferedBody(b []byte) *bufferedBody {
+	bb := &bufferedBody{}
+	bb.Reset(b)
+	return bb
+}
+
+func (*bufferedBody) Close() error { return nil }
 
 // setCanonicalPath makes every view of the path (Path, RawPath, RequestURI)
 // the canonical form the decision was made on, and verifies that Go will
