@@ -39,9 +39,20 @@ func (in *Inspection) Release() {
 	if in == nil {
 		return
 	}
+	// The JSON scan's slices are kept for the next request, emptied: names
+	// are copies of request data, so they are cleared; spans and member
+	// records hold offsets only. Slices grown by an unusually large body
+	// are not kept.
+	members, names, jm := in.jsonTop.members, in.jsonTop.names, in.jsonMembers
+	clear(names)
 	*in = Inspection{}
+	if cap(names) <= maxPooledJSONMembers && cap(members) <= maxPooledJSONMembers && cap(jm) <= maxPooledJSONMembers {
+		in.jsonTop.members, in.jsonTop.names, in.jsonMembers = members[:0], names[:0], jm[:0]
+	}
 	inspections.Put(in)
 }
+
+const maxPooledJSONMembers = 64
 
 // Method-override header names, as reported in MethodOverride.
 var overrideHeaders = [...]string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
@@ -212,11 +223,11 @@ func lowerDash(c byte) byte {
 }
 
 func (in *Inspection) scanJSONBody(b []byte, lim Limits, count *int) *Error {
-	t, e := scanJSON(b, lim.MaxJSONDepth)
+	t, e := scanJSONInto(b, lim.MaxJSONDepth, in.jsonTop)
+	in.jsonTop = t // also on error: Release recycles the slices
 	if e != nil {
 		return e
 	}
-	in.jsonTop = t
 	for i, name := range t.names {
 		*count++
 		if *count > lim.MaxParams {
@@ -245,7 +256,7 @@ func (in *Inspection) scanJSONBody(b []byte, lim Limits, count *int) *Error {
 			in.b.asUser = true
 		}
 	}
-	in.jsonMembers = jsonMembersOf(b, t, true)
+	in.jsonMembers = appendJSONMembers(in.jsonMembers[:0], b, t, true)
 	for _, m := range in.jsonMembers {
 		switch m.name {
 		case nmInclude:

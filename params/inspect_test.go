@@ -278,3 +278,39 @@ func BenchmarkFilterQuery(b *testing.B) {
 		})
 	}
 }
+
+// A released Inspection keeps its JSON slices for the next request, emptied:
+// nothing of one request's body shows in the next, and the names (copies of
+// request data) are cleared at release.
+func TestReleasedInspectionKeepsNoRequestData(t *testing.T) {
+	first := Request{Method: "POST", ContentType: "application/json", Body: []byte(`{"include":["secret_thing"],"access_token":"t1","name":"x"}`)}
+	in, err := Inspect(first, DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rw, err := in.Rewrite(RewriteOptions{FilterIncludes: true, StripCredentials: true}); err != nil || string(rw.Body) != `{"include":[],"name":"x"}` {
+		t.Fatalf("first rewrite %q %v", rw.Body, err)
+	}
+	names := in.jsonTop.names
+	in.Release()
+	for i, n := range names[:cap(names)] {
+		if n != "" {
+			t.Errorf("name %d %q still held after Release", i, n)
+		}
+	}
+	for range 20 { // the pool may hand back this Inspection or another
+		second := Request{Method: "POST", ContentType: "application/json", Body: []byte(`{"assignment":{"name":"y"}}`)}
+		in, err = Inspect(second, DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(in.jsonTop.names) != 1 || in.jsonTop.names[0] != "assignment" || len(in.jsonMembers) != 0 || in.Token != "" {
+			t.Fatalf("second inspection sees %q, %d include/credential members, token %q", in.jsonTop.names, len(in.jsonMembers), in.Token)
+		}
+		rw, err := in.Rewrite(RewriteOptions{FilterIncludes: true, StripCredentials: true})
+		if err != nil || rw.BodyChanged {
+			t.Fatalf("second rewrite changed the body: %q %v", rw.Body, err)
+		}
+		in.Release()
+	}
+}

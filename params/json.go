@@ -277,7 +277,13 @@ type jsonTop struct {
 // scanJSON validates b and, when the top level is an object, records each
 // member's span and decoded name. Duplicate member names are refused.
 func scanJSON(b []byte, maxDepth int) (jsonTop, *Error) {
-	var t jsonTop
+	return scanJSONInto(b, maxDepth, jsonTop{})
+}
+
+// scanJSONInto is scanJSON appending to t's slices (emptied first), so a
+// pooled Inspection reuses them.
+func scanJSONInto(b []byte, maxDepth int, t jsonTop) (jsonTop, *Error) {
+	t = jsonTop{members: t.members[:0], names: t.names[:0]}
 	if !utf8.Valid(b) {
 		return t, badRequest(MsgInvalidJSON)
 	}
@@ -496,7 +502,11 @@ func changedJSON(remove []bool, replace [][]byte) bool {
 // jsonMembersOf lists the include/includes (and, with creds, access_token)
 // members of a scanned object.
 func jsonMembersOf(b []byte, t jsonTop, creds bool) []jsonMember {
-	var ms []jsonMember
+	return appendJSONMembers(nil, b, t, creds)
+}
+
+// appendJSONMembers is jsonMembersOf appending to ms.
+func appendJSONMembers(ms []jsonMember, b []byte, t jsonTop, creds bool) []jsonMember {
 	for i, name := range t.names {
 		switch name {
 		case "include", "includes":
