@@ -216,6 +216,29 @@ echo
 "$BIN/tool" report -dir "$WORKDIR"
 
 echo
+echo "== the gate's share of Caddy's CPU under load (pprof from the admin API while wrk runs B)"
+run_wrk B 20 "$WORKDIR/profile-wrk.txt" &
+WRK=$!
+sleep 4
+curl -s -o "$WORKDIR/gate.prof" "http://127.0.0.1:$P_ADMIN/debug/pprof/profile?seconds=12"
+wait $WRK
+# cum of a function in seconds, from pprof's -top -cum table
+cum() { go tool pprof -top -cum -nodecount=400 "$BIN/caddy" "$WORKDIR/gate.prof" 2>/dev/null |
+	awk -v f="$1" 'index($6, f) == 1 { v = $4; sub(/s$/, "", v); if (v ~ /m$/) { sub(/m$/, "", v); v /= 1000 } print v; exit }'; }
+total=$(go tool pprof -top -nodecount=1 "$BIN/caddy" "$WORKDIR/gate.prof" 2>/dev/null | awk '/Total samples/ { v = $6; sub(/s$/, "", v); if (v ~ /m$/) { sub(/m$/, "", v); v /= 1000 } print v }')
+gate=$(cum 'github.com/caddy-canvas-scopes/caddy-canvas-scopes/caddymodule.(*Handler).ServeHTTP')
+proxy=$(cum 'github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy.(*Handler).ServeHTTP')
+reqs=$(awk '/^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "requests") print kv[2] } }' "$WORKDIR/profile-wrk.txt")
+awk -v t="$total" -v g="$gate" -v p="$proxy" -v n="$reqs" 'BEGIN {
+	if (t == "" || g == "" || p == "" || t == 0) { print "   (profile could not be read)"; exit }
+	own = g - p
+	printf "   profile: %.2f s of CPU samples over 12 s; gate ServeHTTP cum %.2f s, reverse_proxy within it %.2f s\n", t, g, p
+	printf "   the gate'"'"'s own frames (and Caddy'"'"'s call into the next handler): %.2f s = %.1f %% of Caddy'"'"'s CPU", own, 100 * own / t
+	if (n > 0) printf ", about %.1f µs per request (%d requests in 20 s of wrk, 12 s profiled)", own / (n * 12 / 20) * 1e6, n
+	printf "\n"
+}'
+
+echo
 echo "== scale: reload of a 1,000-key / 100,000-token keys file under load"
 rss() { awk -v f="$2" '$1==f":" {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 echo "   caddy RSS with the small keys file: $(rss $CADDY_PID VmRSS)"
