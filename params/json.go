@@ -2,8 +2,9 @@ package params
 
 import (
 	"bytes"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/internal/jsonlex"
 )
 
 // jsonScanner validates RFC 8259 JSON and records the byte span of every
@@ -128,42 +129,12 @@ func (s *jsonScanner) lit(w string) bool {
 	return true
 }
 
-func (s *jsonScanner) digits() int {
-	n := 0
-	for s.pos < len(s.b) && '0' <= s.b[s.pos] && s.b[s.pos] <= '9' {
-		s.pos++
-		n++
-	}
-	return n
-}
-
 func (s *jsonScanner) num() bool {
-	if s.b[s.pos] == '-' {
-		s.pos++
-	}
-	if s.pos >= len(s.b) {
+	end, _ := jsonlex.Number(s.b, s.pos)
+	if end < 0 {
 		return s.fail(MsgInvalidJSON)
 	}
-	if s.b[s.pos] == '0' {
-		s.pos++
-	} else if s.digits() == 0 {
-		return s.fail(MsgInvalidJSON)
-	}
-	if s.pos < len(s.b) && s.b[s.pos] == '.' {
-		s.pos++
-		if s.digits() == 0 {
-			return s.fail(MsgInvalidJSON)
-		}
-	}
-	if s.pos < len(s.b) && (s.b[s.pos] == 'e' || s.b[s.pos] == 'E') {
-		s.pos++
-		if s.pos < len(s.b) && (s.b[s.pos] == '+' || s.b[s.pos] == '-') {
-			s.pos++
-		}
-		if s.digits() == 0 {
-			return s.fail(MsgInvalidJSON)
-		}
-	}
+	s.pos = end
 	return true
 }
 
@@ -172,41 +143,13 @@ func (s *jsonScanner) str() (span [2]int, ok bool) {
 	if s.pos >= len(s.b) || s.b[s.pos] != '"' {
 		return span, s.fail(MsgInvalidJSON)
 	}
-	start := s.pos
-	s.pos++
-	for s.pos < len(s.b) {
-		c := s.b[s.pos]
-		switch {
-		case c == '"':
-			s.pos++
-			return [2]int{start, s.pos}, true
-		case c == '\\':
-			if s.pos+1 >= len(s.b) {
-				return span, s.fail(MsgInvalidJSON)
-			}
-			switch s.b[s.pos+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.pos += 2
-			case 'u':
-				if s.pos+6 > len(s.b) {
-					return span, s.fail(MsgInvalidJSON)
-				}
-				for _, h := range s.b[s.pos+2 : s.pos+6] {
-					if _, ok := unhex(h); !ok {
-						return span, s.fail(MsgInvalidJSON)
-					}
-				}
-				s.pos += 6
-			default:
-				return span, s.fail(MsgInvalidJSON)
-			}
-		case c < 0x20:
-			return span, s.fail(MsgInvalidJSON)
-		default:
-			s.pos++
-		}
+	end, _, _ := jsonlex.String(s.b, s.pos)
+	if end < 0 {
+		return span, s.fail(MsgInvalidJSON)
 	}
-	return span, s.fail(MsgInvalidJSON)
+	span = [2]int{s.pos, end}
+	s.pos = end
+	return span, true
 }
 
 // decodeJSONString decodes a validated raw JSON string (with quotes),
@@ -216,55 +159,7 @@ func decodeJSONString(raw []byte) string {
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw)
 	}
-	out := make([]byte, 0, len(raw))
-	for i := 0; i < len(raw); {
-		c := raw[i]
-		if c != '\\' {
-			out = append(out, c)
-			i++
-			continue
-		}
-		switch raw[i+1] {
-		case '"', '\\', '/':
-			out = append(out, raw[i+1])
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r := hex4(raw[i+2 : i+6])
-			i += 6
-			if utf16.IsSurrogate(r) {
-				if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
-					if r2 := hex4(raw[i+2 : i+6]); utf16.DecodeRune(r, r2) != utf8.RuneError {
-						out = utf8.AppendRune(out, utf16.DecodeRune(r, r2))
-						i += 6
-						continue
-					}
-				}
-				r = utf8.RuneError
-			}
-			out = utf8.AppendRune(out, r)
-			continue
-		}
-		i += 2
-	}
-	return string(out)
-}
-
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		v, _ := unhex(c)
-		r = r<<4 | rune(v)
-	}
-	return r
+	return string(jsonlex.AppendUnquoted(make([]byte, 0, len(raw)), raw))
 }
 
 // jsonTop is the result of scanning a JSON body.

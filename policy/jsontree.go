@@ -3,9 +3,10 @@ package policy
 import (
 	"fmt"
 	"strconv"
-	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/internal/jsonlex"
 )
 
 // The keys file is read by a small JSON scanner of our own instead of
@@ -149,6 +150,9 @@ type treeReader struct {
 // not kept: such arrays appear in the tree empty. On a syntax error,
 // onElement may already have seen the elements before it.
 func parseTree(data []byte, onElement elementFunc) (*node, error) {
+	if !utf8.Valid(data) {
+		return nil, &syntaxError{offset: int64(firstInvalidUTF8(data)), msg: "invalid UTF-8 (the keys file must be UTF-8)"}
+	}
 	r := &treeReader{data: data, onElement: onElement}
 	r.arena = &r.tree
 	root, err := r.value(0, "")
@@ -218,11 +222,7 @@ func (r *treeReader) value(depth int, member string) (*node, error) {
 	case c == '{':
 		return r.object(depth)
 	case c == '[':
-		if stream {
-			n := r.newNode(kindArray, r.pos)
-			return n, r.streamArray(depth, member, n)
-		}
-		return r.array(depth)
+		return r.array(depth, member, stream)
 	case c == '"':
 		s, err := r.str()
 		if err != nil {
@@ -232,9 +232,12 @@ func (r *treeReader) value(depth int, member string) (*node, error) {
 		n.text = s
 		return n, nil
 	case c == '-' || (c >= '0' && c <= '9'):
-		if err := r.number(); err != nil {
-			return nil, err
+		end, bad := jsonlex.Number(r.data, r.pos)
+		if end < 0 {
+			r.pos = bad
+			return nil, r.unexpected("in numeric literal")
 		}
+		r.pos = end
 		n := r.newNode(kindNumber, start)
 		n.text = r.view(start, r.pos)
 		return n, nil
@@ -339,23 +342,35 @@ func (r *treeReader) seen(names *map[string]bool, members []member, name string)
 	return false
 }
 
-func (r *treeReader) array(depth int) (*node, error) {
-	n := r.newNode(kindArray, r.pos)
-	r.pos++ // '['
+// array reads an array. If stream is set, its elements are read one at a
+// time into the element arena and handed to onElement (with member, the
+// top-level member's name), and the arena is reused for the next.
+func (r *treeReader) array(depth int, member string, stream bool) (*node, error) {
+	n := r.newNode(kindArray, r.pos) // in the tree, also when streaming
+	r.pos++                          // '['
 	base := len(r.elementStack)
 	defer func() { r.elementStack = r.elementStack[:base] }()
+	if stream {
+		r.arena = &r.element
+		defer func() { r.arena = &r.tree }()
+	}
 	r.skipSpace()
 	if r.pos < len(r.data) && r.data[r.pos] == ']' {
 		r.pos++
 		n.array = []*node{}
 		return n, nil
 	}
-	for {
+	for i := 0; ; i++ {
 		v, err := r.value(depth+1, "")
 		if err != nil {
 			return nil, err
 		}
-		r.elementStack = append(r.elementStack, v)
+		if stream {
+			r.onElement(member, i, v)
+			r.element.reset()
+		} else {
+			r.elementStack = append(r.elementStack, v)
+		}
 		r.skipSpace()
 		if r.pos >= len(r.data) {
 			return nil, r.errorf("unexpected end of file")
@@ -366,45 +381,10 @@ func (r *treeReader) array(depth int) (*node, error) {
 			continue
 		case ']':
 			r.pos++
-			n.array = r.arena.arrays.take(r.elementStack[base:])
+			n.array = r.arena.arrays.take(r.elementStack[base:]) // empty when streamed
 			return n, nil
 		}
 		return nil, r.unexpected("after array element")
-	}
-}
-
-// streamArray reads the elements of n one at a time into the element
-// arena, hands each to onElement and then reuses the arena.
-func (r *treeReader) streamArray(depth int, member string, n *node) error {
-	r.pos++ // '['
-	n.array = []*node{}
-	r.skipSpace()
-	if r.pos < len(r.data) && r.data[r.pos] == ']' {
-		r.pos++
-		return nil
-	}
-	r.arena = &r.element
-	defer func() { r.arena = &r.tree }()
-	for i := 0; ; i++ {
-		v, err := r.value(depth+1, "")
-		if err != nil {
-			return err
-		}
-		r.onElement(member, i, v)
-		r.element.reset()
-		r.skipSpace()
-		if r.pos >= len(r.data) {
-			return r.errorf("unexpected end of file")
-		}
-		switch r.data[r.pos] {
-		case ',':
-			r.pos++
-			continue
-		case ']':
-			r.pos++
-			return nil
-		}
-		return r.unexpected("after array element")
 	}
 }
 
@@ -419,159 +399,33 @@ func (r *treeReader) view(a, b int) string {
 // str reads a string starting at the opening quote. Strings without escapes
 // are views of the file; the rest are unescaped into a new string.
 func (r *treeReader) str() (string, error) {
-	r.pos++ // '"'
 	start := r.pos
-	for r.pos < len(r.data) {
-		c := r.data[r.pos]
-		switch {
-		case c == '"':
-			s := r.view(start, r.pos)
-			r.pos++
-			return s, nil
-		case c == '\\':
-			return r.escapedStr(start)
-		case c < 0x20:
-			return "", r.unexpected("in string literal")
-		case c >= utf8.RuneSelf:
-			_, size := utf8.DecodeRune(r.data[r.pos:])
-			if size == 1 {
-				return "", r.errorf("invalid UTF-8 in string (the keys file must be UTF-8)")
-			}
-			r.pos += size
-		default:
-			r.pos++
+	end, escaped, bad := jsonlex.String(r.data, r.pos)
+	if end < 0 {
+		r.pos = bad
+		if bad >= len(r.data) {
+			return "", r.errorf("unexpected end of file in string literal")
 		}
+		return "", r.unexpected("in string literal")
 	}
-	return "", r.errorf("unexpected end of file in string literal")
+	r.pos = end
+	raw := r.data[start+1 : end-1]
+	if !escaped {
+		return r.view(start+1, end-1), nil
+	}
+	r.unescaped = jsonlex.AppendUnquoted(r.unescaped[:0], raw)
+	return string(r.unescaped), nil
 }
 
-func (r *treeReader) escapedStr(start int) (string, error) {
-	buf := append(r.unescaped[:0], r.data[start:r.pos]...)
-	for r.pos < len(r.data) {
-		c := r.data[r.pos]
-		switch {
-		case c == '"':
-			r.pos++
-			r.unescaped = buf
-			return string(buf), nil
-		case c == '\\':
-			if r.pos+1 >= len(r.data) {
-				return "", r.errorf("unexpected end of file in string escape")
-			}
-			r.pos++
-			switch e := r.data[r.pos]; e {
-			case '"', '\\', '/':
-				buf = append(buf, e)
-			case 'b':
-				buf = append(buf, '\b')
-			case 'f':
-				buf = append(buf, '\f')
-			case 'n':
-				buf = append(buf, '\n')
-			case 'r':
-				buf = append(buf, '\r')
-			case 't':
-				buf = append(buf, '\t')
-			case 'u':
-				r.pos++
-				rn, ok := r.hex4()
-				if !ok {
-					return "", r.unexpected("in \\u hexadecimal character escape")
-				}
-				if utf16.IsSurrogate(rn) {
-					// A high surrogate followed by an escaped low one is
-					// one character; a lone surrogate becomes U+FFFD, as
-					// in encoding/json.
-					save := r.pos
-					if r.pos+1 < len(r.data) && r.data[r.pos] == '\\' && r.data[r.pos+1] == 'u' {
-						r.pos += 2
-						if lo, ok := r.hex4(); ok {
-							if dec := utf16.DecodeRune(rn, lo); dec != utf8.RuneError {
-								buf = utf8.AppendRune(buf, dec)
-								continue
-							}
-						}
-					}
-					r.pos = save
-					rn = utf8.RuneError
-				}
-				buf = utf8.AppendRune(buf, rn)
-				continue
-			default:
-				return "", r.unexpected("in string escape code")
-			}
-			r.pos++
-		case c < 0x20:
-			return "", r.unexpected("in string literal")
-		case c >= utf8.RuneSelf:
-			_, size := utf8.DecodeRune(r.data[r.pos:])
-			if size == 1 {
-				return "", r.errorf("invalid UTF-8 in string (the keys file must be UTF-8)")
-			}
-			buf = append(buf, r.data[r.pos:r.pos+size]...)
-			r.pos += size
-		default:
-			buf = append(buf, c)
-			r.pos++
+// firstInvalidUTF8 is the offset of the first byte that is not part of a
+// valid UTF-8 sequence.
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
 		}
+		i += size
 	}
-	return "", r.errorf("unexpected end of file in string literal")
-}
-
-// hex4 reads four hex digits at r.pos and advances past them.
-func (r *treeReader) hex4() (rune, bool) {
-	if r.pos+4 > len(r.data) {
-		return 0, false
-	}
-	var v rune
-	for _, c := range r.data[r.pos : r.pos+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			v = v<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			v = v<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			v = v<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	r.pos += 4
-	return v, true
-}
-
-// number checks the JSON number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func (r *treeReader) number() error {
-	digits := func() bool {
-		start := r.pos
-		for r.pos < len(r.data) && r.data[r.pos] >= '0' && r.data[r.pos] <= '9' {
-			r.pos++
-		}
-		return r.pos > start
-	}
-	if r.data[r.pos] == '-' {
-		r.pos++
-	}
-	switch {
-	case r.pos < len(r.data) && r.data[r.pos] == '0':
-		r.pos++
-	case !digits():
-		return r.unexpected("in numeric literal")
-	}
-	if r.pos < len(r.data) && r.data[r.pos] == '.' {
-		r.pos++
-		if !digits() {
-			return r.unexpected("after decimal point in numeric literal")
-		}
-	}
-	if r.pos < len(r.data) && (r.data[r.pos] == 'e' || r.data[r.pos] == 'E') {
-		r.pos++
-		if r.pos < len(r.data) && (r.data[r.pos] == '+' || r.data[r.pos] == '-') {
-			r.pos++
-		}
-		if !digits() {
-			return r.unexpected("in exponent of numeric literal")
-		}
-	}
-	return nil
+	return len(b)
 }
