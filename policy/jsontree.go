@@ -300,20 +300,14 @@ func (r *treeReader) object(depth int) (*node, error) {
 			return nil, err
 		}
 		r.memberStack = append(r.memberStack, member{name: name, offset: int64(keyOff), value: v})
-		r.skipSpace()
-		if r.pos >= len(r.data) {
-			return nil, r.errorf("unexpected end of file")
+		done, err := r.separator('}', "after object key:value pair")
+		if err != nil {
+			return nil, err
 		}
-		switch r.data[r.pos] {
-		case ',':
-			r.pos++
-			continue
-		case '}':
-			r.pos++
+		if done {
 			n.object = r.arena.members.take(r.memberStack[base:])
 			return n, nil
 		}
-		return nil, r.unexpected("after object key:value pair")
 	}
 }
 
@@ -371,21 +365,33 @@ func (r *treeReader) array(depth int, member string, stream bool) (*node, error)
 		} else {
 			r.elementStack = append(r.elementStack, v)
 		}
-		r.skipSpace()
-		if r.pos >= len(r.data) {
-			return nil, r.errorf("unexpected end of file")
+		done, err := r.separator(']', "after array element")
+		if err != nil {
+			return nil, err
 		}
-		switch r.data[r.pos] {
-		case ',':
-			r.pos++
-			continue
-		case ']':
-			r.pos++
+		if done {
 			n.array = r.arena.arrays.take(r.elementStack[base:]) // empty when streamed
 			return n, nil
 		}
-		return nil, r.unexpected("after array element")
 	}
+}
+
+// separator reads what follows a member or an element: ',' when more
+// follow, or the closing byte (done).
+func (r *treeReader) separator(closing byte, context string) (done bool, err error) {
+	r.skipSpace()
+	if r.pos >= len(r.data) {
+		return false, r.errorf("unexpected end of file")
+	}
+	switch r.data[r.pos] {
+	case ',':
+		r.pos++
+		return false, nil
+	case closing:
+		r.pos++
+		return true, nil
+	}
+	return false, r.unexpected(context)
 }
 
 // view returns data[a:b] as a string without copying.
