@@ -132,8 +132,6 @@ type treeReader struct {
 	// tokens never has more than one token's nodes in memory.
 	element   arena
 	onElement elementFunc
-	// streamNext: the value about to be read is a top-level member's.
-	streamNext bool
 	// stacks of members and elements for the containers being read;
 	// each container copies its part into a slab when it closes.
 	memberStack  []member
@@ -155,7 +153,7 @@ func parseTree(data []byte, onElement elementFunc) (*node, error) {
 	}
 	r := &treeReader{data: data, onElement: onElement}
 	r.arena = &r.tree
-	root, err := r.value(0, "")
+	root, err := r.value(0)
 	if err != nil {
 		return nil, err
 	}
@@ -204,13 +202,8 @@ func (r *treeReader) skipSpace() {
 	}
 }
 
-// value reads one value. member is the name of the top-level member whose
-// value this is (depth 1), or "".
-func (r *treeReader) value(depth int, member string) (*node, error) {
-	// Only arrays that are values of the top-level object's members are
-	// streamed; the top-level object says so just before reading one.
-	stream := r.streamNext && r.onElement != nil
-	r.streamNext = false
+// value reads one value.
+func (r *treeReader) value(depth int) (*node, error) {
 	r.skipSpace()
 	if r.pos >= len(r.data) {
 		return nil, r.errorf("unexpected end of file")
@@ -222,7 +215,7 @@ func (r *treeReader) value(depth int, member string) (*node, error) {
 	case c == '{':
 		return r.object(depth)
 	case c == '[':
-		return r.array(depth, member, stream)
+		return r.array(depth, "", false)
 	case c == '"':
 		s, err := r.str()
 		if err != nil {
@@ -294,8 +287,13 @@ func (r *treeReader) object(depth int) (*node, error) {
 			return nil, r.unexpected("after object key")
 		}
 		r.pos++
-		r.streamNext = depth == 0
-		v, err := r.value(depth+1, name)
+		var v *node
+		if r.skipSpace(); depth == 0 && r.onElement != nil && r.pos < len(r.data) && r.data[r.pos] == '[' {
+			// A top-level member's array: streamed.
+			v, err = r.array(depth+1, name, true)
+		} else {
+			v, err = r.value(depth + 1)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -355,7 +353,7 @@ func (r *treeReader) array(depth int, member string, stream bool) (*node, error)
 		return n, nil
 	}
 	for i := 0; ; i++ {
-		v, err := r.value(depth+1, "")
+		v, err := r.value(depth + 1)
 		if err != nil {
 			return nil, err
 		}
