@@ -64,19 +64,9 @@ func (s *jsonScanner) value(depth int) bool {
 			if !s.value(depth + 1) {
 				return false
 			}
-			s.ws()
-			if s.pos >= len(s.b) {
-				return s.fail(MsgInvalidJSON)
+			if more, ok := s.next('}'); !more {
+				return ok
 			}
-			if s.b[s.pos] == '}' {
-				s.pos++
-				return true
-			}
-			if s.b[s.pos] != ',' {
-				return s.fail(MsgInvalidJSON)
-			}
-			s.pos++
-			s.ws()
 		}
 	case c == '[':
 		if depth+1 > s.maxDepth {
@@ -92,19 +82,9 @@ func (s *jsonScanner) value(depth int) bool {
 			if !s.value(depth + 1) {
 				return false
 			}
-			s.ws()
-			if s.pos >= len(s.b) {
-				return s.fail(MsgInvalidJSON)
+			if more, ok := s.next(']'); !more {
+				return ok
 			}
-			if s.b[s.pos] == ']' {
-				s.pos++
-				return true
-			}
-			if s.b[s.pos] != ',' {
-				return s.fail(MsgInvalidJSON)
-			}
-			s.pos++
-			s.ws()
 		}
 	case c == '"':
 		_, ok := s.str()
@@ -119,6 +99,25 @@ func (s *jsonScanner) value(depth int) bool {
 		return s.num()
 	}
 	return s.fail(MsgInvalidJSON)
+}
+
+// next reads what follows a member or an element: ',' when more follow
+// (more), or the closing byte. ok is false on anything else.
+func (s *jsonScanner) next(closing byte) (more, ok bool) {
+	s.ws()
+	if s.pos >= len(s.b) {
+		return false, s.fail(MsgInvalidJSON)
+	}
+	switch s.b[s.pos] {
+	case ',':
+		s.pos++
+		s.ws()
+		return true, true
+	case closing:
+		s.pos++
+		return false, true
+	}
+	return false, s.fail(MsgInvalidJSON)
 }
 
 func (s *jsonScanner) lit(w string) bool {
@@ -211,19 +210,13 @@ func scanJSONInto(b []byte, maxDepth int, t jsonTop) (jsonTop, *Error) {
 				}
 				t.members = append(t.members, span{start: ks[0], end: s.pos, valStart: vs, valEnd: s.pos})
 				t.names = append(t.names, decodeJSONString(b[ks[0]:ks[1]]))
-				s.ws()
-				if s.pos >= len(s.b) {
-					return t, badRequest(MsgInvalidJSON)
+				more, ok := s.next('}')
+				if !ok {
+					return t, s.err
 				}
-				if s.b[s.pos] == '}' {
-					s.pos++
+				if !more {
 					break
 				}
-				if s.b[s.pos] != ',' {
-					return t, badRequest(MsgInvalidJSON)
-				}
-				s.pos++
-				s.ws()
 			}
 		}
 	} else if !s.value(0) {
