@@ -142,15 +142,35 @@ type instance struct {
 	adminPort int
 }
 
+// freePort returns a port that was free just now and that no earlier call
+// in this test process returned. The kernel may hand a just-closed port out
+// again at once: a site and its admin API once got the same port, and with
+// SO_REUSEPORT both bound it, so requests meant for the site reached the
+// admin API.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no fresh free port after 100 tries")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // lockedBuffer lets the test read Caddy's log while Caddy writes it.
 type lockedBuffer struct {
