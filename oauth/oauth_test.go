@@ -111,6 +111,12 @@ func TestForgedAndTruncatedTokens(t *testing.T) {
 		"std base64 signature":  Prefix + p + "." + base64.StdEncoding.EncodeToString([]byte(mac)),
 		"signature of other":    Prefix + p + "." + strings.Split(forged, ".")[2],
 		"payload without scope": Prefix + b64.EncodeToString(raw[:len(raw)-16]) + "." + mac,
+		// base64 decoders skip line breaks: the issued token with one
+		// inserted must not verify as a second spelling of it.
+		"CR in signature":  Prefix + p + "." + mac[:4] + "\r" + mac[4:],
+		"LF in payload":    Prefix + p[:3] + "\n" + p[3:] + "." + mac,
+		"CRLF at the end":  tok + "\r\n",
+		"space in payload": Prefix + p[:3] + " " + p[3:] + "." + mac,
 	}
 	for name, bad := range cases {
 		if _, err := s.Verify(bad); err == nil {
