@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -80,6 +81,11 @@ type benchRequest struct {
 	rawQuery string
 	uri      string
 	auth     []string
+	// Caddy's server gives every request a fresh replacer; reset restores
+	// the providers PrepareRequest registered (its static map is kept, so
+	// Set does not allocate here as it can on a real first request).
+	repl     *caddy.Replacer
+	replInit caddy.Replacer
 	// A POST body is replayed from body through reused reader values, so
 	// the benchmark's own allocations stay out of allocs/op.
 	body       []byte
@@ -97,14 +103,16 @@ func newBenchRequest(method, target, token string) *benchRequest {
 	r.Header.Set("Accept", "application/json")
 	r.Header.Set("User-Agent", "bench/1.0")
 	repl := caddy.NewReplacer()
-	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
-	return &benchRequest{r: r, rawQuery: r.URL.RawQuery, uri: r.RequestURI, auth: r.Header["Authorization"]}
+	r = caddyhttp.PrepareRequest(r, repl, &nopWriter{h: http.Header{}}, nil)
+	return &benchRequest{r: r, rawQuery: r.URL.RawQuery, uri: r.RequestURI, auth: r.Header["Authorization"],
+		repl: repl, replInit: *repl}
 }
 
 func (br *benchRequest) reset() {
 	br.r.URL.RawQuery = br.rawQuery
 	br.r.RequestURI = br.uri
 	br.r.Header["Authorization"] = br.auth
+	*br.repl = br.replInit
 	if br.body != nil {
 		br.bodyReader.Reset(br.body)
 		br.r.Body = br.bodyCloser

@@ -52,25 +52,42 @@ var protectedConnectionTokens = [...]string{
 //     (form, multipart, JSON): the gate cannot read compressed parameters,
 //     and a decompressing component upstream would expose them.
 func hardenRequest(r *http.Request) (int, string) {
-	if len(r.Trailer) > 0 || len(r.Header["Trailer"]) > 0 {
-		return http.StatusBadRequest, msgTrailers
-	}
-	for name := range r.Header {
+	// One pass over the header names finds what the rules below need,
+	// instead of a map lookup per rule on every request.
+	var trailer, contentTypes, contentEncoding []string
+	connection := false
+	for name, values := range r.Header {
 		if hasUnderscoreOrDot(name) {
 			delete(r.Header, name)
+			continue
+		}
+		switch name {
+		case "Trailer":
+			trailer = values
+		case "Content-Type":
+			contentTypes = values
+		case "Content-Encoding":
+			contentEncoding = values
+		case "Connection":
+			connection = true
 		}
 	}
-	if len(r.Header["Content-Type"]) > 1 {
+	if len(r.Trailer) > 0 || len(trailer) > 0 {
+		return http.StatusBadRequest, msgTrailers
+	}
+	if len(contentTypes) > 1 {
 		return http.StatusBadRequest, msgDuplicateCT
 	}
-	if ce := r.Header["Content-Encoding"]; len(ce) > 0 && !identityOnly(ce) {
+	if len(contentEncoding) > 0 && !identityOnly(contentEncoding) {
 		hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 		switch kind, _ := params.BodyKindOf(r.Method, contentType(r.Header), hasBody); kind {
 		case params.BodyForm, params.BodyMultipart, params.BodyJSON:
 			return http.StatusBadRequest, msgEncodedParamBody
 		}
 	}
-	protectConnection(r.Header)
+	if connection {
+		protectConnection(r.Header)
+	}
 	return 0, ""
 }
 
