@@ -20,7 +20,7 @@ import (
 type Store struct {
 	keys    []*Key
 	keyByID map[string]*Key
-	tokens  map[[32]byte]*TokenEntry
+	tokens  tokenTable
 	clients map[string]*ClientEntry
 	digest  [32]byte
 }
@@ -127,7 +127,6 @@ func Load(name string, data []byte, popts ParseOptions, copts CompileOptions) (*
 func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*Store, error) {
 	s := &Store{
 		keyByID: make(map[string]*Key, len(kf.DeveloperKeys)),
-		tokens:  make(map[[32]byte]*TokenEntry, len(kf.Tokens)),
 		clients: make(map[string]*ClientEntry, len(kf.Clients)),
 		digest:  sha256.Sum256(content),
 	}
@@ -168,6 +167,7 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 	// the store they are freed whole and go back to the OS, where small
 	// objects scattered among the parse's garbage kept pages resident.
 	entries := make([]TokenEntry, len(kf.Tokens))
+	hashes := make([][32]byte, len(kf.Tokens))
 	idText := make([]byte, 0, tokenIDLen*len(kf.Tokens))
 	for _, t := range kf.Tokens {
 		idText = hex.AppendEncode(idText, t.SHA256[:tokenIDLen/2])
@@ -201,8 +201,9 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 			}
 		}
 		k.TokenCount++
-		s.tokens[t.SHA256] = e
+		hashes[i] = t.SHA256
 	}
+	s.tokens = newTokenTable(entries, hashes)
 	for _, c := range kf.Clients {
 		k := s.keyByID[c.DeveloperKey]
 		if c.Scopes != nil && k.RequireScopes {
@@ -237,18 +238,19 @@ func (s *Store) Keys() []*Key { return s.keys }
 func (s *Store) Key(id string) *Key { return s.keyByID[id] }
 
 // TokenCount is the number of registered tokens.
-func (s *Store) TokenCount() int { return len(s.tokens) }
+func (s *Store) TokenCount() int { return s.tokens.count }
 
 // Client returns the OAuth2 client with the given id.
 func (s *Store) Client(id string) *ClientEntry { return s.clients[id] }
 
 // Lookup finds a registered token by its full text.
 func (s *Store) Lookup(token string) *TokenEntry {
-	return s.tokens[HashToken(token)]
+	h := HashToken(token)
+	return s.tokens.lookup(&h)
 }
 
 // LookupHash finds a registered token by its SHA-256.
-func (s *Store) LookupHash(h [32]byte) *TokenEntry { return s.tokens[h] }
+func (s *Store) LookupHash(h [32]byte) *TokenEntry { return s.tokens.lookup(&h) }
 
 // ScopeSet returns the compiled set for a scope list, shared with every key
 // and token holding the same scopes (matcher.Intern). Used for tokens whose
