@@ -717,7 +717,9 @@ type counterCache struct {
 
 type counterSnapshot struct {
 	store *policy.Store
-	byKey sync.Map // *policy.Key (nil: no key, or per_key off) -> *decisionCounters
+	// byKey[k.Index()] holds key k's series; the last element is for no
+	// key (or every key, with per_key off).
+	byKey []decisionCounters
 }
 
 // cachedDecisions are the decisions with a cache slot; others go straight to
@@ -737,18 +739,25 @@ func (h *Handler) requestCounter(k *policy.Key, decision string) prometheus.Coun
 	store := h.keystore.current.Load()
 	snap := h.counters.cur.Load()
 	if snap == nil || snap.store != store {
-		fresh := &counterSnapshot{store: store}
+		fresh := &counterSnapshot{store: store, byKey: make([]decisionCounters, len(store.Keys())+1)}
 		if h.counters.cur.CompareAndSwap(snap, fresh) {
 			snap = fresh
 		} else {
 			snap = h.counters.cur.Load()
 		}
 	}
-	v, ok := snap.byKey.Load(k)
-	if !ok {
-		v, _ = snap.byKey.LoadOrStore(k, new(decisionCounters))
+	if snap.store != store {
+		return requestsTotal.WithLabelValues(h.keyLabel(k), decision) // a reload is under way
 	}
-	slot := &v.(*decisionCounters)[i]
+	j := len(snap.byKey) - 1
+	if k != nil {
+		if keys := store.Keys(); k.Index() >= len(keys) || keys[k.Index()] != k {
+			// A key of an earlier store: a reload raced this request.
+			return requestsTotal.WithLabelValues(h.keyLabel(k), decision)
+		}
+		j = k.Index()
+	}
+	slot := &snap.byKey[j][i]
 	if c := slot.Load(); c != nil {
 		return *c
 	}

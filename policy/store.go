@@ -41,7 +41,11 @@ type Key struct {
 	set           *matcher.Set
 	upstreamToken string
 	idValue       any
+	index         int
 }
+
+// Index is the key's position in Keys() of the store that compiled it.
+func (k *Key) Index() int { return k.index }
 
 // UpstreamToken returns the resolved Canvas token that replaces the client's
 // credential, and whether the key substitutes credentials at all.
@@ -159,6 +163,7 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 			k.upstreamToken = tok
 		}
 		k.idValue = k.ID
+		k.index = len(s.keys)
 		s.keys = append(s.keys, k)
 		s.keyByID[k.ID] = k
 	}
