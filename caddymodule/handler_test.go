@@ -101,3 +101,4 @@ func TestRequestCounterFollowsKeysAcrossReloads(t *testing.T) {
 	want(oldA, "counter-a") // a request decided on the old store
 	want(nil, unknownKeyLabel)
 }
+

@@ -70,12 +70,14 @@ func (e *PathError) Error() string {
 }
 
 // plainByte marks the bytes Canonicalize passes through without a look:
-// printable ASCII except "/", "%", "\\", ";", "#" and "?".
+// printable ASCII except "/", "%", "\\", ";", "#", "?" and ".". A segment
+// with no "." and no "%" cannot be a dot segment, so only segments that
+// had one are checked.
 var plainByte = func() (t [256]bool) {
 	for c := 0x21; c <= 0x7e; c++ {
 		t[c] = true
 	}
-	for _, c := range "/%\\;#?" {
+	for _, c := range "/%\\;#?." {
 		t[c] = false
 	}
 	return t
@@ -148,7 +150,8 @@ func Canonicalize(escapedPath string) (canonical string, err error) {
 		return "", &PathError{Path: p, Reason: NotAbsolute, Offset: 0}
 	}
 	change := false
-	seg := 0 // start of the current segment
+	seg := 0        // start of the current segment
+	mayDot := false // the segment has a "." or a "%" (a dot may be encoded)
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		if plainByte[c] {
@@ -157,15 +160,19 @@ func Canonicalize(escapedPath string) (canonical string, err error) {
 		var r Reason
 		switch {
 		case c == '/':
-			if isDotSeg(p[seg:i]) {
+			if mayDot && isDotSeg(p[seg:i]) {
 				return "", &PathError{Path: p, Reason: DotSegment, Offset: seg}
 			}
 			if i > 0 && p[i-1] == '/' {
 				change = true
 			}
-			seg = i + 1
+			seg, mayDot = i+1, false
+			continue
+		case c == '.':
+			mayDot = true
 			continue
 		case c == '%':
+			mayDot = true
 			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
 				return "", &PathError{Path: p, Reason: BadEscape, Offset: i}
 			}
@@ -210,7 +217,7 @@ func Canonicalize(escapedPath string) (canonical string, err error) {
 		}
 		return "", &PathError{Path: p, Reason: r, Offset: i}
 	}
-	if isDotSeg(p[seg:]) {
+	if mayDot && isDotSeg(p[seg:]) {
 		return "", &PathError{Path: p, Reason: DotSegment, Offset: seg}
 	}
 	if len(p) > 1 && p[len(p)-1] == '/' {
