@@ -206,7 +206,8 @@ func (h *Handler) Cleanup() error {
 // key, decision, rewrite, next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	start := time.Now()
-	if status, msg := hardenRequest(r); status != 0 {
+	ct, status, msg := hardenRequest(r)
+	if status != 0 {
 		return h.refuse(w, r, next, start, status, msg)
 	}
 	canonical, err := matcher.Canonicalize(escapedPath(r.URL))
@@ -217,7 +218,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return err
 	}
 
-	body, kind, status, err := readInspectableBody(r, h.MaxBodySize)
+	body, kind, status, err := readInspectableBody(r, ct, h.MaxBodySize)
 	if status == http.StatusRequestEntityTooLarge && h.mayStreamUninspected(r, canonical) {
 		// A large upload with no credential in the header or query, off
 		// /api/: Canvas reads no token from such a body, so neither do we.
@@ -229,7 +230,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	restoreBody(r, body, kind)
 	insp, err := params.Inspect(params.Request{
 		Method: r.Method, Header: r.Header, RawQuery: r.URL.RawQuery,
-		ContentType: contentType(r.Header), Body: body,
+		ContentType: ct, Body: body,
 		NoUnderscoreNames: true, // hardenRequest dropped them
 	}, h.limits)
 	if err != nil {
@@ -545,9 +546,8 @@ func (h *Handler) logDecision(level zapcore.Level, msg string, r *http.Request, 
 // multipart, JSON) up to max; others stream untouched. A body over max is
 // reported with 413 and left readable from its start, so the caller may
 // still stream it on.
-func readInspectableBody(r *http.Request, max int64) ([]byte, params.BodyKind, int, error) {
-	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-	kind, _ := params.BodyKindOf(r.Method, contentType(r.Header), hasBody)
+func readInspectableBody(r *http.Request, ct string, max int64) ([]byte, params.BodyKind, int, error) {
+	kind, _ := params.BodyKindOf(r.Method, ct, hasBody(r))
 	if kind != params.BodyForm && kind != params.BodyMultipart && kind != params.BodyJSON {
 		return nil, kind, 0, nil
 	}

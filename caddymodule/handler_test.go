@@ -101,4 +101,3 @@ func TestRequestCounterFollowsKeysAcrossReloads(t *testing.T) {
 	want(oldA, "counter-a") // a request decided on the old store
 	want(nil, unknownKeyLabel)
 }
-

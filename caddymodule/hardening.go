@@ -51,7 +51,10 @@ var protectedConnectionTokens = [...]string{
 //   - a Content-Encoding other than identity on a body the gate inspects
 //     (form, multipart, JSON): the gate cannot read compressed parameters,
 //     and a decompressing component upstream would expose them.
-func hardenRequest(r *http.Request) (int, string) {
+//
+// It also returns the request's Content-Type (the first value, which the
+// gate reads), found on the same pass over the headers.
+func hardenRequest(r *http.Request) (ct string, status int, msg string) {
 	// One pass over the header names finds what the rules below need,
 	// instead of a map lookup per rule on every request.
 	var trailer, contentTypes, contentEncoding []string
@@ -73,22 +76,28 @@ func hardenRequest(r *http.Request) (int, string) {
 		}
 	}
 	if len(r.Trailer) > 0 || len(trailer) > 0 {
-		return http.StatusBadRequest, msgTrailers
+		return "", http.StatusBadRequest, msgTrailers
 	}
 	if len(contentTypes) > 1 {
-		return http.StatusBadRequest, msgDuplicateCT
+		return "", http.StatusBadRequest, msgDuplicateCT
+	}
+	if len(contentTypes) == 1 {
+		ct = contentTypes[0]
 	}
 	if len(contentEncoding) > 0 && !identityOnly(contentEncoding) {
-		hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-		switch kind, _ := params.BodyKindOf(r.Method, contentType(r.Header), hasBody); kind {
+		switch kind, _ := params.BodyKindOf(r.Method, ct, hasBody(r)); kind {
 		case params.BodyForm, params.BodyMultipart, params.BodyJSON:
-			return http.StatusBadRequest, msgEncodedParamBody
+			return "", http.StatusBadRequest, msgEncodedParamBody
 		}
 	}
 	if connection {
 		protectConnection(r.Header)
 	}
-	return 0, ""
+	return ct, 0, ""
+}
+
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 }
 
 // hasUnderscoreOrDot is strings.ContainsAny(name, "_.") without building
@@ -100,15 +109,6 @@ func hasUnderscoreOrDot(name string) bool {
 		}
 	}
 	return false
-}
-
-// contentType is r.Header.Get("Content-Type") without canonicalising the
-// name on every request: Go's servers store header names canonical.
-func contentType(h http.Header) string {
-	if v := h["Content-Type"]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }
 
 func identityOnly(values []string) bool {

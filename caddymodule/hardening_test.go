@@ -64,12 +64,15 @@ func TestHardenRequest(t *testing.T) {
 					t.Fatalf("parser did not announce the trailer")
 				}
 			}
-			status, msg := hardenRequest(r)
+			ct, status, msg := hardenRequest(r)
 			if status != c.status || msg != c.msg {
 				t.Fatalf("hardenRequest = %d %q, want %d %q", status, msg, c.status, c.msg)
 			}
 			if status != 0 {
 				return
+			}
+			if want := r.Header.Get("Content-Type"); ct != want {
+				t.Errorf("hardenRequest returned Content-Type %q, the request has %q", ct, want)
 			}
 			if got := r.Header["Connection"]; !reflect.DeepEqual(got, c.connection) {
 				t.Errorf("Connection = %q, want %q", got, c.connection)
