@@ -128,9 +128,11 @@ http://:$P_P {
 EOT
 
 "$BIN/upstream" -listen "127.0.0.1:$P_UP" >"$WORKDIR/upstream.log" 2>&1 &
-PIDS+=($!)
+UP_PID=$!
+PIDS+=($UP_PID)
 "$BIN/authz" -listen "127.0.0.1:$P_AUTHZ" -keys "$WORKDIR/keys.json" >"$WORKDIR/authz.log" 2>&1 &
-PIDS+=($!)
+AUTHZ_PID=$!
+PIDS+=($AUTHZ_PID)
 HOME=$WORKDIR XDG_DATA_HOME=$WORKDIR XDG_CONFIG_HOME=$WORKDIR \
 	"$BIN/caddy" run --config "$WORKDIR/Caddyfile" --adapter caddyfile >"$WORKDIR/caddy.log" 2>&1 &
 CADDY_PID=$!
@@ -207,8 +209,16 @@ echo "   wrk -t$THREADS -c$CONNS, Caddy, the upstream and the authz service all 
 echo "== warm-up (${WARMUP}s per scenario)"
 for id in A B C D E F P; do run_wrk "$id" "$WARMUP" "$WORKDIR/warmup.$id.txt"; done
 echo "== $ROUNDS interleaved rounds of ${DURATION}s per scenario"
+# CPU time (user+sys, clock ticks) a process has used so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for r in $(seq "$ROUNDS"); do
-	for id in A B C D E F P; do run_wrk "$id" "$DURATION" "$WORKDIR/results/$id.$r.txt"; done
+	for id in A B C D E F P; do
+		c0=$(ticks $CADDY_PID) z0=$(ticks $AUTHZ_PID) u0=$(ticks $UP_PID)
+		run_wrk "$id" "$DURATION" "$WORKDIR/results/$id.$r.txt"
+		# CPU each server spent on this run, for the per-request CPU view.
+		echo "CPU hz=$(getconf CLK_TCK) caddy=$(($(ticks $CADDY_PID) - c0)) authz=$(($(ticks $AUTHZ_PID) - z0)) upstream=$(($(ticks $UP_PID) - u0))" \
+			>"$WORKDIR/results/$id.$r.cpu"
+	done
 	echo "   round $r done"
 done
 echo "   load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -289,7 +289,11 @@ func report(args []string) error {
 		}
 		fmt.Printf("  %s/%s: %.3f [%.3f–%.3f]\n", pair[0], pair[1], median(ratios), slices.Min(ratios), slices.Max(ratios))
 	}
-	fmt.Printf("\nnon-2xx responses: %d, socket errors: %d (over all rounds)\n\n", totalNon2xx, totalSock)
+	fmt.Printf("\nnon-2xx responses: %d, socket errors: %d (over all rounds)\n", totalNon2xx, totalSock)
+	if err := reportCPU(*dir); err != nil {
+		return err
+	}
+	fmt.Println()
 	check := func(name string, ok bool, got string) {
 		mark := "MET"
 		if !ok {
@@ -313,6 +317,79 @@ func report(args []string) error {
 		if p, ok := med["P"]; ok {
 			fmt.Printf("  (D against the same POST without the gate, D/P: %.3f)\n", d.rps/p.rps)
 		}
+	}
+	return nil
+}
+
+// reportCPU prints the servers' CPU time per request, from the .cpu file
+// run.sh writes next to each wrk result. Unlike RPS on saturated shared
+// cores, CPU per request does not depend on what else had the cores.
+func reportCPU(dir string) error {
+	type perReq struct{ caddy, authz, upstream float64 } // µs per request
+	runs := map[string][]perReq{}
+	for _, sc := range scenarios {
+		files, _ := filepath.Glob(filepath.Join(dir, "results", sc.id+".*.cpu"))
+		slices.Sort(files)
+		for _, f := range files {
+			res, err := parseResult(strings.TrimSuffix(f, ".cpu") + ".txt")
+			if err != nil {
+				return err
+			}
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			kv := map[string]float64{}
+			for _, field := range strings.Fields(strings.TrimPrefix(strings.TrimSpace(string(data)), "CPU ")) {
+				k, v, _ := strings.Cut(field, "=")
+				kv[k], _ = strconv.ParseFloat(v, 64)
+			}
+			if kv["hz"] == 0 || res.requests == 0 {
+				return fmt.Errorf("%s: no CPU figures or no requests", f)
+			}
+			per := func(ticks float64) float64 { return ticks / kv["hz"] * 1e6 / float64(res.requests) }
+			runs[sc.id] = append(runs[sc.id], perReq{per(kv["caddy"]), per(kv["authz"]), per(kv["upstream"])})
+		}
+	}
+	if len(runs["A"]) == 0 {
+		return nil // an older results directory
+	}
+	col := func(id string, f func(perReq) float64) float64 {
+		var xs []float64
+		for _, r := range runs[id] {
+			xs = append(xs, f(r))
+		}
+		return median(xs)
+	}
+	server := func(r perReq) float64 { return r.caddy + r.authz }
+	a := col("A", server)
+	fmt.Println("\nServer CPU per request (user+sys from /proc, median over rounds; 10 ms clock ticks):")
+	fmt.Println("| | Caddy | authz service | Caddy + authz | / A | upstream |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	for _, sc := range scenarios {
+		if len(runs[sc.id]) == 0 {
+			continue
+		}
+		s := col(sc.id, server)
+		fmt.Printf("| %s | %.1f µs | %.1f µs | %.1f µs | %.3f | %.1f µs |\n", sc.id,
+			col(sc.id, func(r perReq) float64 { return r.caddy }), col(sc.id, func(r perReq) float64 { return r.authz }),
+			s, s/a, col(sc.id, func(r perReq) float64 { return r.upstream }))
+	}
+	// Differences within each round: the two runs were seconds apart.
+	fmt.Println("\nWithin each round (median [min–max]):")
+	for _, pair := range [][2]string{{"B", "A"}, {"C", "A"}, {"D", "P"}, {"E", "A"}, {"F", "A"}} {
+		x, y := runs[pair[0]], runs[pair[1]]
+		if len(x) == 0 || len(x) != len(y) {
+			continue
+		}
+		diffs := make([]float64, len(x))
+		for i := range x {
+			diffs[i] = server(x[i]) - server(y[i])
+		}
+		fmt.Printf("  %s − %s: %+.1f µs [%+.1f – %+.1f] of server CPU per request\n", pair[0], pair[1], median(diffs), slices.Min(diffs), slices.Max(diffs))
+	}
+	if len(runs["B"]) > 0 && len(runs["F"]) > 0 {
+		fmt.Printf("  F / B: %.2f (server CPU per request through forward_auth, to the gate's)\n", col("F", server)/col("B", server))
 	}
 	return nil
 }
