@@ -206,7 +206,7 @@ func (h *Handler) Cleanup() error {
 // key, decision, rewrite, next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	start := time.Now()
-	ct, status, msg := hardenRequest(r)
+	headers, status, msg := hardenRequest(r)
 	if status != 0 {
 		return h.refuse(w, r, next, start, status, msg)
 	}
@@ -218,7 +218,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return err
 	}
 
-	body, kind, status, err := readInspectableBody(r, ct, h.MaxBodySize)
+	body, kind, status, err := readInspectableBody(r, headers.contentType, h.MaxBodySize)
 	if status == http.StatusRequestEntityTooLarge && h.mayStreamUninspected(r, canonical) {
 		// A large upload with no credential in the header or query, off
 		// /api/: Canvas reads no token from such a body, so neither do we.
@@ -230,8 +230,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	restoreBody(r, body, kind)
 	insp, err := params.Inspect(params.Request{
 		Method: r.Method, Header: r.Header, RawQuery: r.URL.RawQuery,
-		ContentType: ct, Body: body,
-		NoUnderscoreNames: true, // hardenRequest dropped them
+		ContentType: headers.contentType, Body: body,
+		HeaderNamesScanned: true, OverrideHeaders: headers.overrideHeaders,
 	}, h.limits)
 	if err != nil {
 		var pe *params.Error

@@ -52,9 +52,9 @@ var protectedConnectionTokens = [...]string{
 //     (form, multipart, JSON): the gate cannot read compressed parameters,
 //     and a decompressing component upstream would expose them.
 //
-// It also returns the request's Content-Type (the first value, which the
-// gate reads), found on the same pass over the headers.
-func hardenRequest(r *http.Request) (ct string, status int, msg string) {
+// It also returns what the parameter inspection needs from the header
+// names, found on the same pass over them.
+func hardenRequest(r *http.Request) (sh scannedHeaders, status int, msg string) {
 	// One pass over the header names finds what the rules below need,
 	// instead of a map lookup per rule on every request.
 	var trailer, contentTypes, contentEncoding []string
@@ -73,27 +73,36 @@ func hardenRequest(r *http.Request) (ct string, status int, msg string) {
 			contentEncoding = values
 		case "Connection":
 			connection = true
+		case "X-Http-Method-Override", "X-Http-Method", "X-Method-Override":
+			sh.overrideHeaders |= 1 << params.OverrideHeaderRank(name)
 		}
 	}
 	if len(r.Trailer) > 0 || len(trailer) > 0 {
-		return "", http.StatusBadRequest, msgTrailers
+		return scannedHeaders{}, http.StatusBadRequest, msgTrailers
 	}
 	if len(contentTypes) > 1 {
-		return "", http.StatusBadRequest, msgDuplicateCT
+		return scannedHeaders{}, http.StatusBadRequest, msgDuplicateCT
 	}
 	if len(contentTypes) == 1 {
-		ct = contentTypes[0]
+		sh.contentType = contentTypes[0]
 	}
 	if len(contentEncoding) > 0 && !identityOnly(contentEncoding) {
-		switch kind, _ := params.BodyKindOf(r.Method, ct, hasBody(r)); kind {
+		switch kind, _ := params.BodyKindOf(r.Method, sh.contentType, hasBody(r)); kind {
 		case params.BodyForm, params.BodyMultipart, params.BodyJSON:
-			return "", http.StatusBadRequest, msgEncodedParamBody
+			return scannedHeaders{}, http.StatusBadRequest, msgEncodedParamBody
 		}
 	}
 	if connection {
 		protectConnection(r.Header)
 	}
-	return ct, 0, ""
+	return sh, 0, ""
+}
+
+// scannedHeaders is what hardenRequest's pass over the header names found
+// for the rest of the gate.
+type scannedHeaders struct {
+	contentType     string // the Content-Type (at most one is accepted)
+	overrideHeaders uint8  // bit 1<<params.OverrideHeaderRank of each present
 }
 
 func hasBody(r *http.Request) bool {

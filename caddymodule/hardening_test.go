@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 )
 
 func readRaw(t *testing.T, raw string) *http.Request {
@@ -31,6 +33,8 @@ func TestHardenRequest(t *testing.T) {
 			present: []string{"Authorization"}},
 		{name: "underscore and dot names dropped", raw: "POST /x HTTP/1.1\r\nHost: x\r\nX_HTTP_Method_Override: DELETE\r\nContent_Length: 9\r\nRemote_User: admin\r\nX.Y: 1\r\nX-Ok: 1\r\nContent-Length: 0\r\n\r\n",
 			absent: []string{"X_HTTP_Method_Override", "Content_Length", "Remote_User", "X.Y"}, present: []string{"X-Ok"}},
+		{name: "override headers found on the pass", raw: "POST /x HTTP/1.1\r\nHost: x\r\nx-method-override: GET\r\nX-HTTP-METHOD: PUT\r\nX_HTTP_Method_Override: DELETE\r\nContent-Length: 0\r\n\r\n",
+			absent: []string{"X_HTTP_Method_Override"}, present: []string{"X-Method-Override", "X-Http-Method"}},
 		{name: "Connection: Authorization is kept out of Connection", raw: "GET /x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nConnection: Authorization\r\n\r\n",
 			present: []string{"Authorization"}},
 		{name: "protected names removed, others kept", raw: "GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Content-Type, X-Forwarded-For\r\nConnection: AUTHORIZATION,transfer-encoding , Upgrade\r\n\r\n",
@@ -64,15 +68,24 @@ func TestHardenRequest(t *testing.T) {
 					t.Fatalf("parser did not announce the trailer")
 				}
 			}
-			ct, status, msg := hardenRequest(r)
+			sh, status, msg := hardenRequest(r)
 			if status != c.status || msg != c.msg {
 				t.Fatalf("hardenRequest = %d %q, want %d %q", status, msg, c.status, c.msg)
 			}
 			if status != 0 {
 				return
 			}
-			if want := r.Header.Get("Content-Type"); ct != want {
-				t.Errorf("hardenRequest returned Content-Type %q, the request has %q", ct, want)
+			if want := r.Header.Get("Content-Type"); sh.contentType != want {
+				t.Errorf("hardenRequest returned Content-Type %q, the request has %q", sh.contentType, want)
+			}
+			var overrides uint8
+			for name := range r.Header {
+				if rank := params.OverrideHeaderRank(name); rank >= 0 {
+					overrides |= 1 << rank
+				}
+			}
+			if sh.overrideHeaders != overrides {
+				t.Errorf("hardenRequest found override headers %03b, the request has %03b", sh.overrideHeaders, overrides)
 			}
 			if got := r.Header["Connection"]; !reflect.DeepEqual(got, c.connection) {
 				t.Errorf("Connection = %q, want %q", got, c.connection)

@@ -1,7 +1,7 @@
 package params
 
 import (
-	"net/http"
+	"math/bits"
 	"sync"
 )
 
@@ -162,7 +162,7 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 	if in.q.method || in.b.method {
 		in.MethodOverride = "_method"
 	} else {
-		in.MethodOverride = overrideHeader(req.Header, req.NoUnderscoreNames)
+		in.MethodOverride = overrideHeader(req)
 	}
 	in.Masquerade = in.q.asUser || in.b.asUser
 	return in, nil
@@ -172,21 +172,17 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 // value, even empty). Besides the canonical keys it also recognises
 // non-canonical spellings, including '_' for '-', which Rack maps to the
 // same env key.
-func overrideHeader(h http.Header, noUnderscoreNames bool) string {
-	if noUnderscoreNames {
-		// Without '_', a name equal to an override header up to case and
-		// '_' is one Go stored in its canonical form.
-		for i, name := range overrideHeaderKeys {
-			if _, ok := h[name]; ok {
-				return overrideHeaders[i]
-			}
+func overrideHeader(req Request) string {
+	if req.HeaderNamesScanned {
+		if req.OverrideHeaders == 0 {
+			return ""
 		}
-		return ""
+		return overrideHeaders[bits.TrailingZeros8(req.OverrideHeaders)]
 	}
 	// One pass over the names. best is the index of the first override
 	// header present, in overrideHeaders' order.
 	best := len(overrideHeaders)
-	for k := range h {
+	for k := range req.Header {
 		for i := 0; i < best; i++ {
 			if headerNameEq(k, overrideHeaders[i]) {
 				best = i
@@ -198,6 +194,19 @@ func overrideHeader(h http.Header, noUnderscoreNames bool) string {
 		return overrideHeaders[best]
 	}
 	return ""
+}
+
+// OverrideHeaderRank is the rank of a method-override header among them
+// (0 first), given its canonical http.Header key, or -1 for any other
+// name. Without '_' in names (see Request.HeaderNamesScanned), a name
+// equal to an override header up to case is one Go stored canonically.
+func OverrideHeaderRank(key string) int {
+	for i, k := range overrideHeaderKeys {
+		if key == k {
+			return i
+		}
+	}
+	return -1
 }
 
 func headerNameEq(a, b string) bool {
