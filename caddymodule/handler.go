@@ -210,7 +210,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if status != 0 {
 		return h.refuse(w, r, next, start, status, msg)
 	}
-	canonical, err := matcher.Canonicalize(escapedPath(r.URL))
+	canonical, err := matcher.Canonicalize(r.URL.EscapedPath())
 	if err != nil {
 		return h.refuse(w, r, next, start, http.StatusBadRequest, "refused path: "+err.Error())
 	}
@@ -630,35 +630,11 @@ func newBufferedBody(b []byte) *bufferedBody {
 
 func (*bufferedBody) Close() error { return nil }
 
-// escapedPath is u.EscapedPath(). For the usual request, whose path has
-// no RawPath and no byte that needs escaping, it is the path itself; the
-// table of such bytes is taken from net/url, so the two cannot disagree.
-func escapedPath(u *url.URL) string {
-	if u.RawPath == "" {
-		for i := 0; i < len(u.Path); i++ {
-			if !pathByteKept[u.Path[i]] {
-				return u.EscapedPath()
-			}
-		}
-		return u.Path
-	}
-	return u.EscapedPath()
-}
-
-// pathByteKept[c] says that net/url leaves the byte c unescaped in a path.
-var pathByteKept = func() (kept [256]bool) {
-	for c := range kept {
-		p := "/" + string([]byte{byte(c)})
-		kept[c] = (&url.URL{Path: p}).EscapedPath() == p
-	}
-	return kept
-}()
-
 // setCanonicalPath makes every view of the path (Path, RawPath, RequestURI)
 // the canonical form the decision was made on, and verifies that Go will
 // forward exactly those bytes.
 func setCanonicalPath(r *http.Request, canonical string) error {
-	if escapedPath(r.URL) == canonical {
+	if r.URL.EscapedPath() == canonical {
 		// Go may have re-encoded bytes the client sent raw (a '"' or a
 		// byte >= 0x80): keep RequestURI, which placeholders and logs
 		// read, on the bytes that are matched and forwarded.

@@ -73,8 +73,10 @@ func hardenRequest(r *http.Request) (sh scannedHeaders, status int, msg string) 
 			contentEncoding = values
 		case "Connection":
 			connection = true
-		case "X-Http-Method-Override", "X-Http-Method", "X-Method-Override":
-			sh.overrideHeaders |= 1 << params.OverrideHeaderRank(name)
+		default:
+			if rank := params.OverrideHeaderRank(name); rank >= 0 {
+				sh.overrideHeaders |= 1 << rank
+			}
 		}
 	}
 	if len(r.Trailer) > 0 || len(trailer) > 0 {
