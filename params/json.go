@@ -23,16 +23,7 @@ func (s *jsonScanner) fail(msg string) bool {
 	return false
 }
 
-func (s *jsonScanner) ws() {
-	for s.pos < len(s.b) {
-		switch s.b[s.pos] {
-		case ' ', '\t', '\n', '\r':
-			s.pos++
-		default:
-			return
-		}
-	}
-}
+func (s *jsonScanner) ws() { s.pos = jsonlex.Space(s.b, s.pos) }
 
 // value scans one value starting at s.pos; depth is the nesting depth of
 // the container the value is in (0 at top level).

@@ -191,16 +191,7 @@ func quoteByte(c byte) string {
 	return "'" + s[1:len(s)-1] + "'"
 }
 
-func (r *treeReader) skipSpace() {
-	for r.pos < len(r.data) {
-		switch r.data[r.pos] {
-		case ' ', '\t', '\r', '\n':
-			r.pos++
-		default:
-			return
-		}
-	}
-}
+func (r *treeReader) skipSpace() { r.pos = jsonlex.Space(r.data, r.pos) }
 
 // value reads one value.
 func (r *treeReader) value(depth int) (*node, error) {

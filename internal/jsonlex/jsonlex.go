@@ -97,6 +97,20 @@ func AppendUnquoted(dst, raw []byte) []byte {
 	return dst
 }
 
+// Space returns the index of the first byte at or after i that is not
+// JSON whitespace (space, tab, line feed, carriage return).
+func Space(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
 // Number scans the number starting at b[i]:
 // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 // It returns the index just past it, or end = -1 and the index of the

@@ -65,3 +65,23 @@ func TestNumber(t *testing.T) {
 		}
 	}
 }
+
+func TestSpace(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		from int
+		want int
+	}{
+		{"", 0, 0},
+		{" \t\r\n{", 0, 4},
+		{"{ }", 1, 2},
+		{"  ", 0, 2},
+		{"\v x", 0, 0}, // not JSON whitespace
+		{"\u00a0x", 0, 0},
+		{"x  ", 3, 3},
+	} {
+		if got := Space([]byte(c.in), c.from); got != c.want {
+			t.Errorf("Space(%q, %d) = %d, want %d", c.in, c.from, got, c.want)
+		}
+	}
+}
