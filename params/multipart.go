@@ -20,7 +20,8 @@ type mpPart struct {
 //     padding, no bare LF) and the close delimiter is "--boundary--";
 //   - the delimiter string must not occur anywhere else (Rack ends a part at
 //     "--boundary" even without the CRLF before it; Go does not);
-//   - header lines are "Token: value" with CRLF, no folding, no control bytes;
+//   - header lines are "name: value" with an HTTP field name (RFC 9110
+//     tchar: Go refuses others), CRLF, no folding, no control bytes;
 //   - exactly one Content-Disposition, of type form-data, with exactly one
 //     name parameter that Rack's regular expression and a MIME parser both
 //     read the same way.
@@ -84,8 +85,16 @@ func scanMultipart(b []byte, boundary string) ([]mpPart, int, *Error) {
 	}
 }
 
+// isTokenChar is a MIME parameter token byte (RFC 2045: tspecials out).
 func isTokenChar(c byte) bool {
 	return c > 0x20 && c < 0x7f && strings.IndexByte(`()<>@,;:\"/[]?=`, c) < 0
+}
+
+// isHeaderNameChar is an HTTP field-name byte (RFC 9110 tchar), which
+// also leaves out '{' and '}': Go's MIME reader refuses a part header
+// named with them, so a part the gate read could be one Go cannot.
+func isHeaderNameChar(c byte) bool {
+	return isTokenChar(c) && c != '{' && c != '}'
 }
 
 func indexFold(s, sub string, from int) int {
@@ -119,7 +128,7 @@ func partName(head []byte) (name string, hasFile, ok bool) {
 			return "", false, false
 		}
 		for i := 0; i < colon; i++ {
-			if !isTokenChar(line[i]) {
+			if !isHeaderNameChar(line[i]) {
 				return "", false, false
 			}
 		}
