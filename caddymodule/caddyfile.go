@@ -13,7 +13,7 @@ import (
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("canvas_scopes", parseCaddyfile)
 	// After basic_auth, not "before reverse_proxy": that would land after
-	// respond and never run (caddy-modules.md §2.4).
+	// respond, which comes earlier in Caddy's directive order, and never run.
 	httpcaddyfile.RegisterDirectiveOrder("canvas_scopes", httpcaddyfile.After, "basic_auth")
 }
 

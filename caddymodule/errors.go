@@ -9,7 +9,7 @@ import (
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
 
-// Canvas's exact messages (canvas-semantics.md §3). Clients match on them.
+// Canvas's exact messages (docs/canvas-semantics.md#error-bodies). Clients match on them.
 const (
 	msgInsufficient = "Insufficient scopes on access token."
 	msgInvalid      = "Invalid access token."

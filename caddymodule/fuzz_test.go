@@ -51,7 +51,7 @@ var fuzzScopes = []string{
 }
 
 // canvasOracle compiles scopes exactly as Canvas's
-// AccessToken#url_scopes_for_method does (canvas-semantics.md §1.2),
+// AccessToken#url_scopes_for_method does (docs/canvas-semantics.md#scope-grammar),
 // independently of package matcher, with Go's regexp.
 type canvasOracle map[string][]*regexp.Regexp
 
@@ -547,7 +547,7 @@ func FuzzCredentialExtraction(f *testing.F) {
 }
 
 // canvasCredential reads the credential Canvas would use from a forwarded
-// request (canvas-semantics.md §5.1), independently of package params:
+// request (docs/canvas-semantics.md#token-extraction), independently of package params:
 // Authorization split like Ruby's split(" ", 2), else access_token from
 // the query (winning) or the body.
 func canvasCredential(f *forwarded) (tok string, fromHeader, ambiguous bool) {

@@ -329,7 +329,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	stripHopByHopNames(r.Header)
 	// A credentialed request carries exactly one credential upstream:
-	// session cookies are unscoped (peers.md Q7), so they never go along.
+	// session cookies are unscoped (SECURITY.md §6, Q7), so they never go along.
 	delete(r.Header, "Cookie") // canonical key: Header.Del would canonicalise it again
 	if substitute {
 		r.Header.Set("Authorization", "Bearer "+upstream)
@@ -657,7 +657,7 @@ func setCanonicalPath(r *http.Request, canonical string) error {
 }
 
 // stripHopByHopNames removes headers a client named in Connection: the
-// reverse proxy would drop them after we set them (peers.md H3), so a
+// reverse proxy would drop them after we set them (SECURITY.md §6, H3), so a
 // client could make it strip the Authorization we inject.
 func stripHopByHopNames(h http.Header) {
 	// Fast path for the common request without Connection: the key is

@@ -11,7 +11,7 @@ import (
 // (credentialed or not). Each rule closes a way for the bytes Canvas's stack
 // (Puma, Rack, Rails) acts on to differ from the bytes the gate decided on.
 // See SECURITY.md for the case families; the messages are constant strings
-// and never echo request data (peers.md H5).
+// and never echo request data (SECURITY.md §6, H5).
 const (
 	msgTrailers         = "request trailers are not allowed"
 	msgDuplicateCT      = "duplicate Content-Type header"
@@ -25,7 +25,7 @@ const (
 // decision, Canvas would read the request differently: e.g. an opaque
 // text/plain body the gate did not inspect would become a form body (a POST
 // without Content-Type is form data in Rack) carrying _method, as_user_id,
-// include or access_token to the upstream credential (peers.md H3).
+// include or access_token to the upstream credential (SECURITY.md §6, H3).
 var protectedConnectionTokens = [...]string{
 	"authorization", "content-type", "content-length", "content-encoding",
 	"transfer-encoding", "host",
@@ -34,7 +34,7 @@ var protectedConnectionTokens = [...]string{
 // hardenRequest applies the request-wide rules. A non-zero status means
 // refuse with msg; otherwise r may have been changed in place:
 //
-//   - header names containing '_' or '.' are dropped (peers.md H1, S3):
+//   - header names containing '_' or '.' are dropped (SECURITY.md §6, H1 and S3):
 //     Rack servers map '-' and '_' to the same env key (and some front
 //     ends map '.'), so X_HTTP_Method_Override, Content_Length or
 //     Remote_User could be read by Canvas's stack as the dashed header.

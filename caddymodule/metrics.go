@@ -8,7 +8,7 @@ import (
 
 // Collectors live at package level and are registered into each config's
 // registry on Provision, so counts survive `caddy reload` and a second
-// registration is not a panic (caddy-modules.md §2.6).
+// registration is not a panic (registerMetrics tolerates AlreadyRegisteredError).
 //
 // Label values are bounded: developer_key is a key id from a keys file or
 // "unknown", decision is one of the dec* constants, result is success or

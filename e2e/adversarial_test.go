@@ -16,7 +16,7 @@ import (
 )
 
 // The adversarial suite (issue 6): every known gateway-bypass trick from
-// peers.md §3, sent through the real Caddy binary with the gate in front of
+// docs/bypass-families.md, sent through the real Caddy binary with the gate in front of
 // the recording upstream, over HTTP/1.1 and (for every case a Go HTTP/2
 // client can express) h2c. A case passes only if the upstream received
 // nothing, or exactly the canonical request that was matched: same method,
@@ -651,7 +651,7 @@ func h2Raw(t *testing.T, port int, fields [][2]string) int {
 // names by default, but an operator may allow some with
 // expected_underscore_headers / expected_dot_headers. The gate drops them
 // anyway, because Canvas's Rack stack maps '_' and '-' to the same env key
-// (peers.md H1, S3).
+// (SECURITY.md §6, H1 and S3).
 func TestAdversarialUnderscoreAllowlisted(t *testing.T) {
 	up := newUpstream(t)
 	in := startCaddy(t, up, siteConfig{

@@ -236,8 +236,8 @@ func TestSlowAndOversizedClients(t *testing.T) {
 
 // A body too large to inspect must not carry a credential past the gate
 // to the few non-API endpoints where Canvas reads access_token from the
-// body (canvas-semantics.md §2.1: DELETE /login/oauth2/token,
-// login#session_token, and [fork] file downloads). tokNarrow may only
+// body (docs/canvas-semantics.md#where-canvas-checks: DELETE /login/oauth2/token,
+// login#session_token, and in newer Canvas file downloads). tokNarrow may only
 // GET /api/v1/courses; streamed uninspected, Canvas would run
 // /login/session_token on it (GET form bodies are parsed by Rack too).
 func TestOversizedBodyCannotSmuggleACredential(t *testing.T) {

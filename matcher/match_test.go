@@ -30,7 +30,7 @@ func runCases(t *testing.T, scopes []string, cases []mcase) {
 	}
 }
 
-// Canvas spec cases (canvas-semantics.md §1.2 and §9).
+// Cases from Canvas's spec/models/access_token_spec.rb (docs/canvas-semantics.md#scope-grammar).
 func TestCanvasSpecRegexes(t *testing.T) {
 	// url:GET|/api/v1/accounts -> ^/api/v1/accounts(?:\.[^/]+|)$
 	runCases(t, []string{"url:GET|/api/v1/accounts"}, []mcase{

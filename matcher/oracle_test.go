@@ -6,7 +6,7 @@ import (
 )
 
 // The oracle rebuilds Canvas's per-scope regexes exactly as
-// AccessToken#url_scopes_for_method does (canvas-semantics.md §1.2), with
+// AccessToken#url_scopes_for_method does (docs/canvas-semantics.md#scope-grammar), with
 // Go's regexp, and matches them against the canonical path.
 
 var (

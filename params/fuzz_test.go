@@ -268,7 +268,7 @@ func FuzzFilterIncludesMultipart(f *testing.F) {
 	})
 }
 
-// refCredential is a straightforward reimplementation of rule 7 (it does
+// refCredential is a straightforward reimplementation of Canvas's credential choice (it does
 // not check for conflicts; it only says which token wins).
 func refCredential(auth []string, rawQuery, ct string, body []byte) (string, bool) {
 	if len(auth) == 1 {

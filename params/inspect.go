@@ -363,7 +363,7 @@ func (in *Inspection) Rewrite(opt RewriteOptions) (Rewritten, error) {
 }
 
 // ParseAuthorization reads the Authorization header values as Canvas does
-// (§5.1): more than one value is a *Error; the value is split like Ruby's
+// (docs/canvas-semantics.md#token-extraction): more than one value is a *Error; the value is split like Ruby's
 // split(" ", 2). isBearer is true when the scheme is exactly "Bearer"; then
 // token is the rest verbatim, which may be "" (no token, and Canvas does
 // not consult the access_token parameter).

@@ -89,7 +89,7 @@ func (c *container) checkIncludeForms() *Error {
 	return nil
 }
 
-// validatePairs applies rule 2 to a query string or a form body.
+// validatePairs refuses the bytes Rack and Go read differently in a query string or a form body.
 func validatePairs(raw string, isQuery bool) *Error {
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
@@ -207,7 +207,7 @@ func valueIsUUID(v string) bool {
 }
 
 // decideIncludes marks the items of name nm to remove under Canvas's rule
-// (§2.3), or all of them when removeAll (the other container wins the
+// (docs/canvas-semantics.md#include-rules), or all of them when removeAll (the other container wins the
 // merge). It returns the number of values removed.
 //
 // When every occurrence is name[] the value is an Array: Canvas intersects

@@ -64,8 +64,8 @@ func (s *Store) Decide(token string, req Request) Decision {
 	return Evaluate(e, req)
 }
 
-// Evaluate applies Canvas's checks in Canvas's order (canvas-semantics §2.1,
-// §3): expired, revoked, unusable key, account (host) binding, then scopes.
+// Evaluate applies Canvas's checks in Canvas's order (docs/canvas-semantics.md,
+// #where-canvas-checks): expired, revoked, unusable key, account (host) binding, then scopes.
 func Evaluate(e *TokenEntry, req Request) Decision {
 	d := Decision{Token: e}
 	k := e.Key
