@@ -21,7 +21,7 @@
 //     catalogue scopes ".../bounced_communication_channels.csv" and
 //     ".../unconfirmed_communication_channels.csv" do not match
 //     ".../bounced_communication_channelsXcsv" as they do in Canvas.
-//  2. The fork/newest-only rewrite of "/download" to
+//  2. The newer-Canvas-only rewrite of "/download" to
 //     "/(?:download|preview)(?:\.:type)?" is not applied: ".../preview"
 //     needs its own scope (and ".../rubrics/preview_rubrics" is not granted
 //     by ".../rubrics/download_rubrics").

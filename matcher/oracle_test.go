@@ -16,7 +16,7 @@ var (
 
 type oracleOpts struct {
 	escapeDots bool // our deviation 1: a "." in a scope path is literal
-	step4      bool // [fork/newest] /download -> /(?:download|preview)(?:\.:type)?
+	step4      bool // newer Canvas only: /download -> /(?:download|preview)(?:\.:type)?
 }
 
 // canvasRegexSource returns the anchored regex source Canvas builds for a
