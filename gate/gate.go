@@ -1,0 +1,259 @@
+// Package gate is the one decision of the canvas_scopes handler, free of
+// Caddy: what the shell read from a request goes in, with the current state,
+// and a verdict comes out. The handler acts on the verdict; `caddy
+// canvas-scopes explain` prints it. Because both call Decide, the gate and
+// the CLI cannot disagree.
+package gate
+
+import (
+	"time"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
+)
+
+// Decision labels: one vocabulary for the {http.canvas_scopes.decision}
+// placeholder, the requests_total metric, log lines and explain.
+const (
+	LabelAllowed      = "allowed"
+	LabelInsufficient = "insufficient_scope"
+	LabelInvalid      = "invalid_token"
+	LabelExpired      = "expired"
+	LabelRevoked      = "revoked"
+	LabelNoCredential = "no_credential"
+	LabelBadRequest   = "bad_request"
+	LabelWouldDeny    = "would_deny"
+	LabelPassthrough  = "passthrough"
+)
+
+// Labels lists every decision label, for metrics that pre-create series.
+var Labels = [...]string{LabelAllowed, LabelInsufficient, LabelInvalid, LabelExpired, LabelRevoked,
+	LabelNoCredential, LabelBadRequest, LabelWouldDeny, LabelPassthrough}
+
+// Action is what the shell does with a request.
+type Action uint8
+
+const (
+	// Deny answers with Canvas's 401 for the verdict's label.
+	Deny Action = iota
+	// Refuse answers Status (400 or 413) with the constant Message: the
+	// gate will not interpret the request.
+	Refuse
+	// Pass forwards the request without a decision on a credential
+	// (CanonicalPath says whether its path is first set to the canonical
+	// form).
+	Pass
+	// Forward sends the decided request on, rewritten as the verdict says.
+	Forward
+)
+
+var actionNames = [...]string{"deny", "refuse", "pass", "forward"}
+
+func (a Action) String() string { return actionNames[a] }
+
+// Refusal is a request the shell could not read safely: a constant message
+// and the status to answer it with.
+type Refusal struct {
+	Status  int
+	Message string
+	// Streamable marks a body over the inspection limit that Canvas reads
+	// no credential from: it may go upstream unread.
+	Streamable bool
+}
+
+// Facts are what the shell read from one request.
+type Facts struct {
+	Method string
+	// Path is the canonical escaped path (matcher.Canonicalize).
+	Path string
+	// Host is the validated Host the key's hosts are checked against.
+	Host string
+	// Refusal, when set, is why the request cannot be read; the other
+	// fields may then be incomplete.
+	Refusal *Refusal
+	// Params is the parameter inspection (credential, as_user_id, method
+	// override, include params).
+	Params *params.Inspection
+	// Now is the request's arrival time: expiry is judged then.
+	Now time.Time
+}
+
+// Config is the handler configuration the decision depends on.
+type Config struct {
+	// ReportOnly is handler-wide report mode: decide, count, log, but
+	// forward unchanged.
+	ReportOnly bool
+	// UnknownTokensPass forwards unregistered credentials untouched.
+	UnknownTokensPass bool
+	// AnonymousPass forwards API requests without a credential.
+	AnonymousPass bool
+}
+
+// TokenDecider decides a request carrying a gateway (OAuth) token. ok is
+// false when the token is not one, and the keys file decides instead.
+type TokenDecider interface {
+	DecideGatewayToken(store *policy.Store, token string, req policy.Request) (d policy.Decision, ok bool)
+}
+
+// State is the current state a decision reads.
+type State struct {
+	Store   *policy.Store
+	Gateway TokenDecider // nil: gateway tokens are off
+}
+
+// Verdict is the decision for one request.
+type Verdict struct {
+	Action Action
+	// Label is the decision label (would_deny when report mode let a
+	// denial or refusal through).
+	Label string
+	// Enforced is the label enforce mode gives: Label, except for
+	// would_deny, where it names what was not enforced.
+	Enforced string
+	// Status and Message answer a refusal.
+	Status  int
+	Message string
+	// Policy is the policy's decision for a credentialed request.
+	Policy policy.Decision
+	// TokenID is the short id of the credential (never the credential).
+	TokenID string
+	// Reason explains the decision for logs and explain.
+	Reason string
+	// CanonicalPath: forward with the canonical path.
+	CanonicalPath bool
+	// FilterIncludes: remove include values Canvas would drop.
+	FilterIncludes bool
+	// Upstream, when not empty, replaces the client's credential.
+	Upstream string
+	// StripCookies: the request carries a credential; session cookies are
+	// unscoped and never go along.
+	StripCookies bool
+	// Unrecorded: a request the gate has no business with (no credential,
+	// off /api/), neither counted nor logged.
+	Unrecorded bool
+}
+
+// Key returns the verdict's developer key, or nil.
+func (v *Verdict) Key() *policy.Key { return v.Policy.Key() }
+
+// Reasons for requests without a policy decision.
+const (
+	ReasonNoCredential   = "no credential on an API path"
+	ReasonNotAPI         = "no credential, not an API path"
+	ReasonAnonymousPass  = "no credential; anonymous pass"
+	ReasonUnknownPass    = "token is not registered; unknown_tokens pass"
+	MsgMethodOverride    = "method override is not allowed: the gate checks the request method Canvas routes on"
+	reasonMethodOverride = "method override"
+)
+
+// Decide is the gate's decision. It never touches the request.
+func Decide(f *Facts, st State, cfg Config) Verdict {
+	if f.Refusal != nil {
+		v := Verdict{Action: Refuse, Label: LabelBadRequest, Enforced: LabelBadRequest,
+			Status: f.Refusal.Status, Message: f.Refusal.Message, Reason: f.Refusal.Message}
+		if f.Refusal.Streamable {
+			return Verdict{Action: Pass, Label: LabelPassthrough, Enforced: LabelPassthrough,
+				Reason: "body over the inspection limit on a path where Canvas reads no credential from it"}
+		}
+		return reportable(v, cfg.ReportOnly)
+	}
+	token := ""
+	if f.Params != nil {
+		token = f.Params.Token
+	}
+	if token == "" {
+		return anonymous(f, cfg)
+	}
+	if f.Params.MethodOverride != "" {
+		v := Verdict{Action: Refuse, Label: LabelBadRequest, Enforced: LabelBadRequest,
+			Status: 400, Message: f.Params.MethodOverride + " is not allowed: the gate checks the request method Canvas routes on",
+			Reason: reasonMethodOverride}
+		return reportable(v, cfg.ReportOnly)
+	}
+
+	req := policy.Request{Method: f.Method, Path: f.Path, Host: f.Host, Masquerade: f.Params.Masquerade, Now: f.Now}
+	var d policy.Decision
+	gateway := false
+	if st.Gateway != nil {
+		d, gateway = st.Gateway.DecideGatewayToken(st.Store, token, req)
+	}
+	if !gateway {
+		d = st.Store.Decide(token, req)
+	}
+	v := Verdict{Policy: d, Reason: d.Reason, StripCookies: true}
+	if d.Token != nil {
+		v.TokenID = d.Token.ID
+	} else {
+		v.TokenID = policy.TokenID(policy.HashToken(token))
+	}
+	if d.Outcome == policy.UnknownToken && cfg.UnknownTokensPass {
+		// A transparent front: Canvas checks its own tokens. The
+		// canonical path is still what goes on, so what Canvas routes is
+		// what a scoped token would have been matched on.
+		v.Action, v.Label, v.Enforced, v.CanonicalPath, v.StripCookies = Pass, LabelPassthrough, LabelPassthrough, true, false
+		v.Reason = ReasonUnknownPass
+		return v
+	}
+	key := d.Key()
+	report := cfg.ReportOnly || (key != nil && key.Mode == policy.ModeReport)
+	v.Enforced = OutcomeLabel(d.Outcome)
+	if key != nil {
+		v.Upstream, _ = key.UpstreamToken()
+	}
+	if d.Outcome != policy.Allowed {
+		if !report {
+			v.Action, v.Label, v.Upstream, v.StripCookies = Deny, v.Enforced, "", false
+			return v
+		}
+		// Report mode forwards what enforce would deny, unfiltered, but
+		// still with the key's credential and canonical path.
+		v.Action, v.Label, v.CanonicalPath = Forward, LabelWouldDeny, true
+		return v
+	}
+	v.Action, v.Label, v.CanonicalPath = Forward, LabelAllowed, true
+	v.FilterIncludes = key.RequireScopes && !key.AllowIncludes && !report
+	return v
+}
+
+// anonymous decides a request without a credential: Canvas's 401 on /api/
+// paths (unless anonymous pass), untouched elsewhere.
+func anonymous(f *Facts, cfg Config) Verdict {
+	if !IsAPIPath(f.Path) {
+		return Verdict{Action: Pass, Label: LabelNoCredential, Enforced: LabelNoCredential, Reason: ReasonNotAPI, Unrecorded: true}
+	}
+	if cfg.AnonymousPass {
+		return Verdict{Action: Pass, Label: LabelPassthrough, Enforced: LabelPassthrough, CanonicalPath: true, Reason: ReasonAnonymousPass}
+	}
+	v := Verdict{Action: Deny, Label: LabelNoCredential, Enforced: LabelNoCredential, Reason: ReasonNoCredential}
+	if cfg.ReportOnly {
+		v.Action, v.Label = Pass, LabelWouldDeny
+	}
+	return v
+}
+
+// reportable turns a refusal into a pass-through in handler-wide report
+// mode: the request is forwarded as received.
+func reportable(v Verdict, reportOnly bool) Verdict {
+	if reportOnly {
+		v.Action, v.Label = Pass, LabelWouldDeny
+	}
+	return v
+}
+
+// IsAPIPath reports whether a canonical path is under /api/.
+func IsAPIPath(p string) bool { return len(p) >= 5 && p[:5] == "/api/" }
+
+// OutcomeLabel is the decision label of a policy outcome when enforced.
+func OutcomeLabel(o policy.Outcome) string {
+	switch o {
+	case policy.Allowed:
+		return LabelAllowed
+	case policy.InsufficientScope:
+		return LabelInsufficient
+	case policy.Expired:
+		return LabelExpired
+	case policy.Revoked:
+		return LabelRevoked
+	}
+	return LabelInvalid
+}
