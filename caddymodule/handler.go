@@ -208,11 +208,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	start := time.Now()
 	headers, status, msg := hardenRequest(r)
 	if status != 0 {
+		if isHardRefusal(msg) {
+			return h.refuseAlways(w, r, start, status, msg)
+		}
 		return h.refuse(w, r, next, start, status, msg)
 	}
 	canonical, err := matcher.Canonicalize(r.URL.EscapedPath())
 	if err != nil {
-		return h.refuse(w, r, next, start, http.StatusBadRequest, "refused path: "+err.Error())
+		return h.refusePath(w, r, next, start, err)
 	}
 	if done, err := h.serveOAuth(w, r, canonical); done {
 		return err
@@ -251,6 +254,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	store := h.keystore.current.Load()
 	preq := policy.Request{
+		// r.Host passed validHost and forwardedHostsMatch in hardenRequest:
+		// it is the host Rails will read.
 		Method: r.Method, Path: canonical, Host: r.Host,
 		Masquerade: insp.Masquerade, Now: start, // expiry is judged at arrival
 	}
@@ -271,7 +276,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// path is still what we forward, so what Canvas routes is what a
 		// scoped token would have been matched on.
 		if err := setCanonicalPath(r, canonical); err != nil {
-			return h.refuse(w, r, next, start, http.StatusBadRequest, err.Error())
+			return h.refusePath(w, r, next, start, err)
 		}
 		restoreBody(r, body, kind)
 		h.count(nil, decPassthrough, start)
@@ -316,7 +321,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return h.refuse(w, r, next, start, status, msg)
 	}
 	if err := setCanonicalPath(r, canonical); err != nil {
-		return h.refuse(w, r, next, start, http.StatusBadRequest, err.Error())
+		return h.refusePath(w, r, next, start, err)
 	}
 	if rw.QueryChanged {
 		r.URL.RawQuery = rw.RawQuery
@@ -369,7 +374,7 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 		return nil
 	}
 	if err := setCanonicalPath(r, canonical); err != nil {
-		return h.refuse(w, r, next, start, http.StatusBadRequest, err.Error())
+		return h.refusePath(w, r, next, start, err)
 	}
 	restoreBody(r, body, kind)
 	h.count(nil, decPassthrough, start)
@@ -379,23 +384,88 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 // refuse answers a request the gate will not interpret with a Canvas-shaped
 // error and counts it as bad_request. In handler-wide report mode it is
 // logged and counted as would_deny and forwarded as received instead.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, start time.Time, status int, msg string) error {
-	setUndecidedPlaceholders(r, badRequestValue)
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, start time.Time, status int, msg string, extra ...zap.Field) error {
 	if h.reportOnly {
+		setUndecidedPlaceholders(r, badRequestValue)
 		h.count(nil, decWouldDeny, start)
 		if ce := h.logger.Check(zap.WarnLevel, "request would be refused (report mode)"); ce != nil {
-			ce.Write(zap.String("method", r.Method), zap.Int("status", status),
-				zap.String("decision", decBadRequest), zap.String("reason", msg))
+			ce.Write(append([]zap.Field{zap.String("method", r.Method), zap.Int("status", status),
+				zap.String("decision", decBadRequest), zap.String("reason", msg)}, extra...)...)
 		}
 		return next.ServeHTTP(w, r)
 	}
+	return h.refuseAlways(w, r, start, status, msg, extra...)
+}
+
+// refuseAlways is refuse without the report-mode exception, for requests
+// that must not be forwarded even in report mode.
+func (h *Handler) refuseAlways(w http.ResponseWriter, r *http.Request, start time.Time, status int, msg string, extra ...zap.Field) error {
+	setUndecidedPlaceholders(r, badRequestValue)
 	h.count(nil, decBadRequest, start)
 	if ce := h.logger.Check(zap.InfoLevel, "request refused"); ce != nil {
-		ce.Write(zap.String("method", r.Method), zap.Int("status", status),
-			zap.String("decision", decBadRequest), zap.String("reason", msg))
+		ce.Write(append([]zap.Field{zap.String("method", r.Method), zap.Int("status", status),
+			zap.String("decision", decBadRequest), zap.String("reason", msg)}, extra...)...)
 	}
 	writeClientError(w, status, msg)
 	return nil
+}
+
+// Refused-path answers are constants (one per matcher.Reason), so neither
+// the response nor the log's reason carries request bytes; the log gets a
+// bounded, escaped excerpt of the path instead.
+const (
+	msgRefusedPathPrefix = "refused path: "
+	msgRefusedPath       = msgRefusedPathPrefix + "Canvas's stack could read it differently from the gate"
+	msgRefusedPathBytes  = msgRefusedPathPrefix + "it contains characters that must be percent-encoded"
+	maxLoggedPathExcerpt = 64
+)
+
+var refusedPathMessages = func() map[matcher.Reason]string {
+	m := map[matcher.Reason]string{}
+	for reason := matcher.NotAbsolute; reason <= matcher.DoubleEncoding; reason++ {
+		m[reason] = msgRefusedPathPrefix + reason.String()
+	}
+	return m
+}()
+
+// refusePath refuses a path Canonicalize or setCanonicalPath would not
+// accept. The log line carries the reason, the offset and at most
+// maxLoggedPathExcerpt bytes of the path, escaped.
+func (h *Handler) refusePath(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, start time.Time, err error) error {
+	msg := msgRefusedPath
+	path := r.URL.EscapedPath()
+	extra := []zap.Field{zap.Int("path_length", len(path)), zap.String("path_excerpt", pathExcerpt(path))}
+	var pe *matcher.PathError
+	if errors.As(err, &pe) {
+		if m, ok := refusedPathMessages[pe.Reason]; ok {
+			msg = m
+		}
+		extra = append(extra, zap.Int("path_offset", pe.Offset))
+	} else if errors.Is(err, errPathEscapes) {
+		msg = msgRefusedPathBytes
+	}
+	return h.refuse(w, r, next, start, http.StatusBadRequest, msg, extra...)
+}
+
+// pathExcerpt returns at most maxLoggedPathExcerpt bytes of p, with every
+// byte outside printable ASCII, and '"' and '\', percent-escaped.
+func pathExcerpt(p string) string {
+	if len(p) > maxLoggedPathExcerpt {
+		p = p[:maxLoggedPathExcerpt]
+	}
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c <= ' ' || c >= 0x7f || c == '"' || c == '\\' {
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 func isAPIPath(p string) bool { return strings.HasPrefix(p, "/api/") }
@@ -630,6 +700,9 @@ func newBufferedBody(b []byte) *bufferedBody {
 
 func (*bufferedBody) Close() error { return nil }
 
+// errPathEscapes is setCanonicalPath's refusal; it carries no path bytes.
+var errPathEscapes = errors.New("the canonical path is not what Go would forward")
+
 // setCanonicalPath makes every view of the path (Path, RawPath, RequestURI)
 // the canonical form the decision was made on, and verifies that Go will
 // forward exactly those bytes.
@@ -645,12 +718,12 @@ func setCanonicalPath(r *http.Request, canonical string) error {
 	}
 	decoded, err := url.PathUnescape(canonical)
 	if err != nil {
-		return fmt.Errorf("refused path: %v", err)
+		return errPathEscapes
 	}
 	r.URL.Path = decoded
 	r.URL.RawPath = canonical
 	if r.URL.EscapedPath() != canonical {
-		return errors.New("refused path: it contains characters that must be percent-encoded")
+		return errPathEscapes
 	}
 	r.RequestURI = r.URL.RequestURI()
 	return nil
