@@ -208,11 +208,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	start := time.Now()
 	headers, status, msg := hardenRequest(r)
 	if status != 0 {
+		if isHardRefusal(msg) {
+			return h.refuseAlways(w, r, start, status, msg)
+		}
 		return h.refuse(w, r, next, start, status, msg)
 	}
 	canonical, err := matcher.Canonicalize(r.URL.EscapedPath())
 	if err != nil {
-		return h.refuse(w, r, next, start, http.StatusBadRequest, "refused path: "+err.Error())
+		return h.refusePath(w, r, next, start, err)
 	}
 	if done, err := h.serveOAuth(w, r, canonical); done {
 		return err
@@ -251,6 +254,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	store := h.keystore.current.Load()
 	preq := policy.Request{
+		// r.Host passed validHost and forwardedHostsMatch in hardenRequest:
+		// it is the host Rails will read.
 		Method: r.Method, Path: canonical, Host: r.Host,
 		Masquerade: insp.Masquerade, Now: start, // expiry is judged at arrival
 	}
@@ -271,7 +276,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// path is still what we forward, so what Canvas routes is what a
 		// scoped token would have been matched on.
 		if err := setCanonicalPath(r, canonical); err != nil {
-			return h.refuse(w, r, next, start, http.StatusBadRequest, err.Error())
+			return h.refusePath(w, r, next, start, err)
 		}
 		restoreBody(r, body, kind)
 		h.count(nil, decPassthrough, start)
@@ -316,7 +321,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return h.refuse(w, r, next, start, status, msg)
 	}
 	if err := setCanonicalPath(r, canonical); err != nil {
-		return h.refuse(w, r, next, start, http.StatusBadRequest, err.Error())
+		return h.refusePath(w, r, next, start, err)
 	}
 	if rw.QueryChanged {
 		r.URL.RawQuery = rw.RawQuery
@@ -369,7 +374,7 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 		return nil
 	}
 	if err := setCanonicalPath(r, canonical); err != nil {
-		return h.refuse(w, r, next, start, http.StatusBadRequest, err.Error())
+		return h.refusePath(w, r, next, start, err)
 	}
 	restoreBody(r, body, kind)
 	h.count(nil, decPassthrough, start)
@@ -379,23 +384,88 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 // refuse answers a request the gate will not interpret with a Canvas-shaped
 // error and counts it as bad_request. In handler-wide report mode it is
 // logged and counted as would_deny and forwarded as received instead.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, start time.Time, status int, msg string) error {
-	setUndecidedPlaceholders(r, badRequestValue)
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, start time.Time, status int, msg string, extra ...zap.Field) error {
 	if h.reportOnly {
+		setUndecidedPlaceholders(r, badRequestValue)
 		h.count(nil, decWouldDeny, start)
 		if ce := h.logger.Check(zap.WarnLevel, "request would be refused (report mode)"); ce != nil {
-			ce.Write(zap.String("method", r.Method), zap.Int("status", status),
-				zap.String("decision", decBadRequest), zap.String("reason", msg))
+			ce.Write(append([]zap.Field{zap.String("method", r.Method), zap.Int("status", status),
+				zap.String("decision", decBadRequest), zap.String("reason", msg)}, extra...)...)
 		}
 		return next.ServeHTTP(w, r)
 	}
+	return h.refuseAlways(w, r, start, status, msg, extra...)
+}
+
+// refuseAlways is refuse without the report-mode exception, for requests
+// that must not be forwarded even in report mode.
+func (h *Handler) refuseAlways(w http.ResponseWriter, r *http.Request, start time.Time, status int, msg string, extra ...zap.Field) error {
+	setUndecidedPlaceholders(r, badRequestValue)
 	h.count(nil, decBadRequest, start)
 	if ce := h.logger.Check(zap.InfoLevel, "request refused"); ce != nil {
-		ce.Write(zap.String("method", r.Method), zap.Int("status", status),
-			zap.String("decision", decBadRequest), zap.String("reason", msg))
+		ce.Write(append([]zap.Field{zap.String("method", r.Method), zap.Int("status", status),
+			zap.String("decision", decBadRequest), zap.String("reason", msg)}, extra...)...)
 	}
 	writeClientError(w, status, msg)
 	return nil
+}
+
+// Refused-path answers are constants (one per matcher.Reason), so neither
+// the response nor the log's reason carries request bytes; the log gets a
+// bounded, escaped excerpt of the path instead.
+const (
+	msgRefusedPathPrefix = "refused path: "
+	msgRefusedPath       = msgRefusedPathPrefix + "Canvas's stack could read it differently from the gate"
+	msgRefusedPathBytes  = msgRefusedPathPrefix + "it contains characters that must be percent-encoded"
+	maxLoggedPathExcerpt = 64
+)
+
+var refusedPathMessages = func() map[matcher.Reason]string {
+	m := map[matcher.Reason]string{}
+	for reason := matcher.NotAbsolute; reason <= matcher.DoubleEncoding; reason++ {
+		m[reason] = msgRefusedPathPrefix + reason.String()
+	}
+	return m
+}()
+
+// refusePath refuses a path Canonicalize or setCanonicalPath would not
+// accept. The log line carries the reason, the offset and at most
+// maxLoggedPathExcerpt bytes of the path, escaped.
+func (h *Handler) refusePath(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, start time.Time, err error) error {
+	msg := msgRefusedPath
+	path := r.URL.EscapedPath()
+	extra := []zap.Field{zap.Int("path_length", len(path)), zap.String("path_excerpt", pathExcerpt(path))}
+	var pe *matcher.PathError
+	if errors.As(err, &pe) {
+		if m, ok := refusedPathMessages[pe.Reason]; ok {
+			msg = m
+		}
+		extra = append(extra, zap.Int("path_offset", pe.Offset))
+	} else if errors.Is(err, errPathEscapes) {
+		msg = msgRefusedPathBytes
+	}
+	return h.refuse(w, r, next, start, http.StatusBadRequest, msg, extra...)
+}
+
+// pathExcerpt returns at most maxLoggedPathExcerpt bytes of p, with every
+// byte outside printable ASCII, and '"' and '\', percent-escaped.
+func pathExcerpt(p string) string {
+	if len(p) > maxLoggedPathExcerpt {
+		p = p[:maxLoggedPathExcerpt]
+	}
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c <= ' ' || c >= 0x7f || c == '"' || c == '\\' {
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 func isAPIPath(p string) bool { return strings.HasPrefix(p, "/api/") }
@@ -581,13 +651,29 @@ func readInspectableBody(r *http.Request, ct string, max int64) ([]byte, params.
 }
 
 // mayStreamUninspected reports whether an over-large body can go upstream
-// unread: neither the header nor the query carries a credential and the
-// path is one where Canvas reads no token from a body — off /api/, not
-// /login/session_token, and not a path any catalogue scope names (the
-// token-authenticated file downloads, /login/oauth2/token). The query is
-// read by params, so encoded keys such as %61ccess_token count too.
+// unread. Canvas reads an access token (from the header, the query or the
+// body) only where load_pseudonym_from_access_token runs
+// (lib/authentication_methods.rb): api_request? (a path under /api/),
+// oauth2_provider#destroy (DELETE /login/oauth2/token), login#session_token
+// (GET /login/session_token), and, in recent versions, the actions whose
+// controller answers token_auth_allowed?: FilesController's show and
+// api_show (app/controllers/files_controller.rb), routed from /files/:id,
+// /:context/:context_id/files/:id (courses, groups, users, accounts,
+// assignments, assessment_questions, quiz_statistics, quiz_submissions …)
+// and their /download, /preview and format-suffixed variants. The routes
+// are many and vary by version, so the list is written as what they share,
+// and anything in doubt gets 413:
+//
+//   - no credential in the Authorization header or the query (read by
+//     params, so %61ccess_token counts too), and no method override;
+//   - not under /api/;
+//   - no segment "login" first (any format suffix or spelling of the two
+//     login endpoints);
+//   - no segment named "files" with another segment after it (see
+//     hasFilesSegment);
+//   - not a path any catalogue scope names.
 func (h *Handler) mayStreamUninspected(r *http.Request, canonical string) bool {
-	if isAPIPath(canonical) || canonical == "/login/session_token" || len(r.Header.Values("Authorization")) > 0 {
+	if isAPIPath(canonical) || isLoginPath(canonical) || hasFilesSegment(canonical) || len(r.Header.Values("Authorization")) > 0 {
 		return false
 	}
 	if _, named := matcher.CatalogueSet().Match(r.Method, canonical); named {
@@ -595,6 +681,52 @@ func (h *Handler) mayStreamUninspected(r *http.Request, canonical string) bool {
 	}
 	insp, err := params.Inspect(params.Request{Method: r.Method, Header: r.Header, RawQuery: r.URL.RawQuery}, h.limits)
 	return err == nil && insp.Token == "" && insp.MethodOverride == ""
+}
+
+// isLoginPath reports whether the first segment of the canonical path is
+// "login" (decoded, any case, any format suffix).
+func isLoginPath(canonical string) bool {
+	first, _, _ := strings.Cut(strings.TrimPrefix(canonical, "/"), "/")
+	return segmentNamed(first, "login")
+}
+
+// hasFilesSegment reports whether a segment of the canonical path other
+// than the last is "files": every route to FilesController#show has one,
+// followed by the file's id. The segment is compared percent-decoded, in
+// any ASCII case and with or without a format suffix ("files.json"); one
+// that does not decode counts as a match. Upload targets such as
+// /files_api (files#api_create) and POST /courses/:id/files
+// (files#create), which Canvas authenticates by a signed policy or the
+// session and never by a token, do not match and may still stream.
+func hasFilesSegment(canonical string) bool {
+	rest := strings.TrimPrefix(canonical, "/")
+	for {
+		seg, after, more := strings.Cut(rest, "/")
+		if !more {
+			return false
+		}
+		if segmentNamed(seg, "files") {
+			return true
+		}
+		rest = after
+	}
+}
+
+// segmentNamed reports whether a path segment is name once decoded, in
+// any ASCII case, with or without a ".format" suffix. A segment that does
+// not decode is taken to match: where unsure, the body is not streamed.
+func segmentNamed(seg, name string) bool {
+	if strings.IndexByte(seg, '%') >= 0 {
+		decoded, err := url.PathUnescape(seg)
+		if err != nil {
+			return true
+		}
+		seg = decoded
+	}
+	if len(seg) < len(name) || !strings.EqualFold(seg[:len(name)], name) {
+		return false
+	}
+	return len(seg) == len(name) || seg[len(name)] == '.'
 }
 
 // restoreBody puts an unchanged buffered body back on the request.
@@ -630,6 +762,9 @@ func newBufferedBody(b []byte) *bufferedBody {
 
 func (*bufferedBody) Close() error { return nil }
 
+// errPathEscapes is setCanonicalPath's refusal; it carries no path bytes.
+var errPathEscapes = errors.New("the canonical path is not what Go would forward")
+
 // setCanonicalPath makes every view of the path (Path, RawPath, RequestURI)
 // the canonical form the decision was made on, and verifies that Go will
 // forward exactly those bytes.
@@ -645,12 +780,12 @@ func setCanonicalPath(r *http.Request, canonical string) error {
 	}
 	decoded, err := url.PathUnescape(canonical)
 	if err != nil {
-		return fmt.Errorf("refused path: %v", err)
+		return errPathEscapes
 	}
 	r.URL.Path = decoded
 	r.URL.RawPath = canonical
 	if r.URL.EscapedPath() != canonical {
-		return errors.New("refused path: it contains characters that must be percent-encoded")
+		return errPathEscapes
 	}
 	r.RequestURI = r.URL.RequestURI()
 	return nil

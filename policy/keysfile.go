@@ -381,7 +381,9 @@ func (p *parser) sha256(n *node, at path) [32]byte {
 		return h
 	}
 	if _, err := hex.Decode(h[:], unsafe.Slice(unsafe.StringData(s), len(s))); err != nil {
-		p.errorf(n.offset, at, "must be 64 lower-case hex characters: %v", err)
+		// Not %v: hex's error quotes the offending character, and a
+		// token pasted here in place of its hash would leak through it.
+		p.errorf(n.offset, at, "must be 64 lower-case hex characters (the SHA-256 of the secret; see `caddy canvas-scopes hash-token`)")
 	}
 	return h
 }

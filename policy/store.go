@@ -110,6 +110,12 @@ type ClientEntry struct {
 	Scopes       []string // nil: the key's scopes
 }
 
+// Errors about a secret field name the field and line, never its value.
+const (
+	msgSecretUnresolved = "could not be resolved: an unknown or failing placeholder such as {env.NAME} or {file.PATH} (the value is not shown)"
+	msgSecretEmpty      = "resolved to an empty value (the value is not shown)"
+)
+
 // CompileOptions control how a parsed keys file becomes a Store.
 type CompileOptions struct {
 	// ResolveSecret expands placeholders such as {env.X} and {file.X} in
@@ -150,15 +156,17 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 		if dk.UpstreamToken != "" {
 			tok := dk.UpstreamToken
 			if opts.ResolveSecret != nil {
-				// The error must not carry the resolved value; resolvers
-				// only report which placeholder failed.
+				// Neither the value as written nor the resolver's error
+				// is echoed: a literal token may contain "{…}", which the
+				// resolver then reports as an unknown placeholder, token
+				// text and all. The field and file:line locate it.
 				tok, err = opts.ResolveSecret(dk.UpstreamToken)
 				if err != nil {
-					errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: err.Error()})
+					errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretUnresolved})
 				}
 			}
 			if tok == "" && err == nil {
-				errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: fmt.Sprintf("%s resolved to an empty value", dk.UpstreamToken)})
+				errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretEmpty})
 			}
 			k.upstreamToken = tok
 		}
