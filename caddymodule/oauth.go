@@ -108,13 +108,18 @@ func refsKey(refs []oauth.ScopeRef) string {
 // Process-wide state, shared across config reloads: a reload must neither
 // forget revocations nor reset an attacker's failure budget.
 var (
-	revocations = oauth.NewRevocations(maxRevocations)
+	revocations = oauth.NewRevocations(maxRevocations, maxRevocationsPerClient)
 	authLimiter = oauth.NewLimiter(authFailureBurst, time.Minute, maxLimitedAddrs)
 )
 
 const (
-	// maxRevocations bounds the revocation set (about 50 bytes each).
+	// maxRevocations bounds the revocation set (about 100 bytes each).
 	maxRevocations = 1 << 20
+	// maxRevocationsPerClient bounds one client's share: 16,384 revoked
+	// tokens that have not expired yet, e.g. one revocation every 0.2 s
+	// for a whole 1h token_ttl. A client at its share gets 503; 64 clients
+	// would have to fill theirs before anyone else's revocation fails.
+	maxRevocationsPerClient = maxRevocations / 64
 	// authFailureBurst failed client authentications per minute and
 	// source address are tolerated; then the address gets 429.
 	authFailureBurst = 10
@@ -328,10 +333,9 @@ func (h *Handler) serveClientEndpoint(w http.ResponseWriter, r *http.Request, pa
 	own := verr == nil && claims.ClientID == client.ClientID
 	if path == oauth.RevokePath {
 		if own && now.Before(claims.ExpiresAt) {
-			if err := revocations.Add(claims.ID, claims.ExpiresAt, now); err != nil {
+			if err := revocations.Add(client.ClientID, claims.ID, claims.ExpiresAt, now); err != nil {
 				h.oauthLog(zap.ErrorLevel, "oauth revocation refused", client.ClientID, zap.String("token_id", claims.ShortID()), zap.Error(err))
-				w.Header().Set("Retry-After", "60")
-				writeOAuthError(w, &oauth.Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the revocation set is full"})
+				writeRevocationFull(w, err)
 				return
 			}
 			h.oauthLog(zap.InfoLevel, "oauth token revoked", client.ClientID, zap.String("token_id", claims.ShortID()))
@@ -356,6 +360,17 @@ func (h *Handler) serveClientEndpoint(w http.ResponseWriter, r *http.Request, pa
 		"jti":           claims.JTI(),
 		"developer_key": claims.KeyID,
 	})
+}
+
+// writeRevocationFull answers a revocation the set cannot hold (RFC 7009
+// §2.2.1: 503 with Retry-After).
+func writeRevocationFull(w http.ResponseWriter, err error) {
+	desc := "the revocation set is full"
+	if errors.Is(err, oauth.ErrClientRevocationsFull) {
+		desc = "this client has too many revoked tokens that have not expired yet; retry later or rotate its secret"
+	}
+	w.Header().Set("Retry-After", "60")
+	writeOAuthError(w, &oauth.Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: desc})
 }
 
 // authenticateClient checks the client's secret in constant time (with a

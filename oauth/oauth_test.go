@@ -290,24 +290,63 @@ func TestGrantScopes(t *testing.T) {
 }
 
 func TestRevocations(t *testing.T) {
-	r := NewRevocations(2)
+	r := NewRevocations(2, 2)
 	a, b, c := [16]byte{1}, [16]byte{2}, [16]byte{3}
-	if err := r.Add(a, t0.Add(time.Minute), t0); err != nil || !r.Has(a) || r.Has(b) {
+	if err := r.Add("job", a, t0.Add(time.Minute), t0); err != nil || !r.Has(a) || r.Has(b) {
 		t.Fatal("add/has")
 	}
-	if err := r.Add(b, t0.Add(time.Hour), t0); err != nil {
+	if err := r.Add("job", b, t0.Add(time.Hour), t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Add(c, t0.Add(time.Hour), t0); !errors.Is(err, ErrRevocationsFull) {
+	if err := r.Add("other", c, t0.Add(time.Hour), t0); !errors.Is(err, ErrRevocationsFull) {
 		t.Fatalf("full: %v", err)
 	}
 	// After a's token expired it is pruned and c fits.
-	if err := r.Add(c, t0.Add(time.Hour), t0.Add(2*time.Minute)); err != nil || r.Has(a) || !r.Has(c) || r.Len() != 2 {
+	if err := r.Add("other", c, t0.Add(time.Hour), t0.Add(2*time.Minute)); err != nil || r.Has(a) || !r.Has(c) || r.Len() != 2 {
 		t.Fatalf("prune: %v len=%d", err, r.Len())
 	}
 	// An expired token is not stored at all.
-	if err := r.Add([16]byte{9}, t0, t0); err != nil || r.Has([16]byte{9}) {
+	if err := r.Add("job", [16]byte{9}, t0, t0); err != nil || r.Has([16]byte{9}) {
 		t.Fatal("expired token stored")
+	}
+}
+
+// One client revoking as fast as it can fills only its own share: its
+// next revocation fails, every other client's still succeeds, and its
+// share frees up as its revoked tokens expire. (With the share as large as
+// the whole set, as before, the other client's revocation failed.)
+func TestRevocationsOneClientCannotFillTheSet(t *testing.T) {
+	const total, share = 1000, 100
+	r := NewRevocations(total, share)
+	id := func(client byte, i int) [16]byte { return [16]byte{client, byte(i), byte(i >> 8)} }
+	var n int
+	for n = 0; n < total; n++ {
+		if err := r.Add("greedy", id(1, n), t0.Add(time.Hour), t0); err != nil {
+			if !errors.Is(err, ErrClientRevocationsFull) {
+				t.Fatalf("greedy client's revocation %d: %v, want ErrClientRevocationsFull", n, err)
+			}
+			break
+		}
+	}
+	if n != share {
+		t.Fatalf("greedy client stored %d revocations, want its share %d", n, share)
+	}
+	for i := 0; i < share; i++ {
+		if err := r.Add("polite", id(2, i), t0.Add(time.Hour), t0); err != nil {
+			t.Fatalf("another client's revocation %d failed after one client filled its share: %v", i, err)
+		}
+	}
+	// Still revoked: a full share never drops a revocation early.
+	if !r.Has(id(1, 0)) || !r.Has(id(2, 0)) {
+		t.Fatal("a stored revocation was lost")
+	}
+	// Expired entries free the share (pruned at most once a second).
+	later := t0.Add(time.Hour + time.Second)
+	if err := r.Add("greedy", id(1, share), later.Add(time.Hour), later); err != nil {
+		t.Fatalf("after its revoked tokens expired the client still cannot revoke: %v", err)
+	}
+	if r.Has(id(1, 0)) {
+		t.Fatal("an expired revocation was kept")
 	}
 }
 
