@@ -109,7 +109,7 @@ func refsKey(refs []oauth.ScopeRef) string {
 // forget revocations nor reset an attacker's failure budget.
 var (
 	revocations = oauth.NewRevocations(maxRevocations, maxRevocationsPerClient)
-	authLimiter = oauth.NewLimiter(authFailureBurst, time.Minute, maxLimitedAddrs)
+	authLimiter = oauth.NewAuthLimiter(authFailureBurst, unknownClientFailureBurst, time.Minute, maxLimitedAddrs)
 )
 
 const (
@@ -120,9 +120,14 @@ const (
 	// for a whole 1h token_ttl. A client at its share gets 503; 64 clients
 	// would have to fill theirs before anyone else's revocation fails.
 	maxRevocationsPerClient = maxRevocations / 64
-	// authFailureBurst failed client authentications per minute and
-	// source address are tolerated; then the address gets 429.
+	// authFailureBurst failed client authentications per minute, source
+	// address and registered client id are tolerated; then that client id
+	// gets 429 from that address (see oauth.AuthLimiter).
 	authFailureBurst = 10
+	// unknownClientFailureBurst failures per minute and source address with
+	// unregistered client ids are tolerated; then unregistered ids get 429
+	// from that address. Registered clients there are unaffected.
+	unknownClientFailureBurst = 100
 	maxLimitedAddrs  = 10000
 	// authFailureDelay slows every failed client authentication.
 	authFailureDelay = 250 * time.Millisecond
@@ -374,19 +379,21 @@ func writeRevocationFull(w http.ResponseWriter, err error) {
 }
 
 // authenticateClient checks the client's secret in constant time (with a
-// dummy comparison for unknown ids), under the per-address failure limit.
-// On failure it has written the answer: 429 when the address is limited,
-// else 401 invalid_client after a delay.
+// dummy comparison for unknown ids), under the failure limit per address
+// and client id. On failure it has written the answer: 429 when that
+// client id is limited at that address, else 401 invalid_client after a
+// delay.
 func (h *Handler) authenticateClient(w http.ResponseWriter, r *http.Request, store *policy.Store, cred oauth.Credentials) (*policy.ClientEntry, bool) {
 	addr := clientAddr(r)
-	if ok, retry := authLimiter.Allow(addr, time.Now()); !ok {
+	client := store.Client(cred.ClientID)
+	registered := client != nil
+	if ok, retry := authLimiter.Allow(addr, cred.ClientID, registered, time.Now()); !ok {
 		secs := int64((retry + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 		writeOAuthError(w, &oauth.Error{Status: http.StatusTooManyRequests, Code: "temporarily_unavailable",
-			Description: "too many failed client authentications from this address; retry later"})
+			Description: "too many failed authentications for this client from this address; retry later"})
 		return nil, false
 	}
-	client := store.Client(cred.ClientID)
 	var want *[32]byte
 	if client != nil {
 		want = &client.SecretSHA256
@@ -400,7 +407,7 @@ func (h *Handler) authenticateClient(w http.ResponseWriter, r *http.Request, sto
 		label = client.ClientID
 	}
 	oauthAuthFailures.WithLabelValues(label).Inc()
-	authLimiter.Fail(addr, time.Now())
+	authLimiter.Fail(addr, cred.ClientID, registered, time.Now())
 	h.oauthLog(zap.InfoLevel, "oauth client authentication failed", label, zap.String("remote_ip", addr))
 	sleepCtx(r.Context(), h.oauth.failDelay)
 	w.Header().Set("WWW-Authenticate", basicRealm)

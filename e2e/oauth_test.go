@@ -582,9 +582,10 @@ func TestOAuthSigningKeyRotation(t *testing.T) {
 	}
 }
 
-// Failed client authentications are slowed and, per source address,
-// limited: after the burst the gate answers 429 with Retry-After, even to
-// the right secret.
+// Failed client authentications are slowed and limited per source address
+// and client id: after the burst the gate answers 429 with Retry-After to
+// that client id from that address, even with the right secret, while
+// another client at the same address still authenticates.
 func TestOAuthFailureLimit(t *testing.T) {
 	in, _ := startOAuthGate(t, oaSigningLine)
 	form := url.Values{"grant_type": {"client_credentials"}}
@@ -606,12 +607,16 @@ func TestOAuthFailureLimit(t *testing.T) {
 	if n := oaMetric(t, in, `caddy_canvas_scopes_oauth_client_auth_failures_total{client_id="job-1"}`); n != 10 {
 		t.Errorf("failures counted %v, want 10", n)
 	}
-	// Unknown ids that reach the gate's endpoints count as "unknown".
+	// One client cannot lock out another behind the same address.
+	oaToken(t, in, "job-other", oaSecretOther, "", true)
+	// Unknown ids that reach the gate's endpoints count as "unknown", in
+	// their own budget: job-1's exhausted one does not refuse them.
 	before := oaMetric(t, in, `caddy_canvas_scopes_oauth_client_auth_failures_total{client_id="unknown"}`)
-	_, _ = oaPost(in, oaIntrospect, url.Values{"token": {"x"}}, "nobody", "x")
-	if after := oaMetric(t, in, `caddy_canvas_scopes_oauth_client_auth_failures_total{client_id="unknown"}`); after != before {
-		// Limited: the request was refused before authentication.
-		t.Errorf("a limited request was counted as a failure: %v -> %v", before, after)
+	if resp, body := oaPost(in, oaIntrospect, url.Values{"token": {"x"}}, "nobody", "x"); resp.StatusCode != 401 {
+		t.Errorf("unregistered id after job-1's burst: %d %s, want 401", resp.StatusCode, body)
+	}
+	if after := oaMetric(t, in, `caddy_canvas_scopes_oauth_client_auth_failures_total{client_id="unknown"}`); after != before+1 {
+		t.Errorf("unknown failures %v -> %v, want one more", before, after)
 	}
 	if strings.Contains(oaScrape(t, in), `client_id="nobody"`) {
 		t.Error("an unregistered client id became a label")

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -374,5 +375,42 @@ func TestLimiter(t *testing.T) {
 	l.Fail("10.0.0.3", t0)
 	if l.Len() > 2 {
 		t.Fatalf("limiter holds %d addresses, max 2", l.Len())
+	}
+}
+
+// Ten failures for one client lock out that client at that address only:
+// another registered client at the same address, the same client at
+// another address, and unregistered ids (in their own, larger budget) are
+// unaffected; unregistered ids spending their budget lock out no
+// registered client.
+func TestAuthLimiterOneClientCannotLockOutAnother(t *testing.T) {
+	l := NewAuthLimiter(10, 20, time.Minute, 100)
+	const nat, home = "192.0.2.1", "198.51.100.7"
+	for i := 0; i < 10; i++ {
+		if ok, _ := l.Allow(nat, "job-a", true, t0); !ok {
+			t.Fatalf("failure %d refused early", i)
+		}
+		l.Fail(nat, "job-a", true, t0)
+	}
+	if ok, _ := l.Allow(nat, "job-a", true, t0); ok {
+		t.Fatal("job-a is not limited after its burst")
+	}
+	if ok, _ := l.Allow(nat, "job-b", true, t0); !ok {
+		t.Fatal("job-b is locked out by job-a's failures at the same address")
+	}
+	if ok, _ := l.Allow(home, "job-a", true, t0); !ok {
+		t.Fatal("job-a is locked out at another address")
+	}
+	for i := 0; i < 20; i++ {
+		if ok, _ := l.Allow(nat, fmt.Sprintf("guess-%d", i), false, t0); !ok {
+			t.Fatalf("unregistered failure %d refused within its budget", i)
+		}
+		l.Fail(nat, fmt.Sprintf("guess-%d", i), false, t0)
+	}
+	if ok, _ := l.Allow(nat, "guess-x", false, t0); ok {
+		t.Fatal("unregistered ids are not limited after their budget")
+	}
+	if ok, _ := l.Allow(nat, "job-b", true, t0); !ok {
+		t.Fatal("job-b is locked out by failures with unregistered ids")
 	}
 }
