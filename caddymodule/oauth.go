@@ -128,7 +128,7 @@ const (
 	// unregistered client ids are tolerated; then unregistered ids get 429
 	// from that address. Registered clients there are unaffected.
 	unknownClientFailureBurst = 100
-	maxLimitedAddrs  = 10000
+	maxLimitedAddrs           = 10000
 	// authFailureDelay slows every failed client authentication.
 	authFailureDelay = 250 * time.Millisecond
 	// maxOAuthBody is the largest token, introspection or revocation
