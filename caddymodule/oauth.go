@@ -562,3 +562,112 @@ func readAllLimited(r *http.Request, max int64) ([]byte, bool) {
 	buf, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	return buf, err == nil && int64(len(buf)) <= max
 }
+
+// Answers at Canvas's token endpoint for a substituted credential. They
+// are constants: nothing of the request is echoed.
+const (
+	msgKeysFileTokenLogout  = "this token is registered with the gate and cannot delete itself here; ask the gate's operator to revoke it"
+	msgTokenEndpointMethod  = "the gate does not forward requests to /login/oauth2/token with this credential; use DELETE to log out"
+	descTokenRequestBearer  = "a token request must not carry a bearer credential of the gate; use client authentication"
+	msgRevocationSetFull    = "the gate cannot record more revocations now; retry later"
+	msgClientRevocationFull = "this client has too many revoked tokens that have not expired yet; retry later"
+)
+
+// isTokenEndpoint reports whether a canonical path is, or could be read as,
+// Canvas's token endpoint, where DELETE makes the presented token delete
+// itself: /login/oauth2/token with Rails' optional format suffix
+// (".json"), and, to be safe, any spelling that decodes, once lower-cased
+// and with repeated or trailing slashes removed, to one of those.
+func isTokenEndpoint(canonical string) bool {
+	p := canonical
+	if strings.IndexByte(p, '%') >= 0 {
+		if dec, err := url.PathUnescape(p); err == nil {
+			p = dec
+		}
+	}
+	p = strings.ToLower(p)
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	p = strings.TrimSuffix(p, "/")
+	rest, ok := strings.CutPrefix(p, oauth.TokenPath)
+	return ok && (rest == "" || rest[0] == '.')
+}
+
+// serveSubstitutedTokenEndpoint answers a request to Canvas's token endpoint
+// that carries a credential the gate would replace with the key's
+// upstream_token. It is never forwarded: Canvas would act on the upstream
+// token (DELETE deletes it, for every client of the key). The gate answers
+// for what the client's own credential means instead:
+//
+//   - DELETE with a gateway (OAuth) token revokes that token at the gate
+//     and answers as Canvas does on logout: 200 {}.
+//   - DELETE with a keys-file token: the gate cannot delete an entry of the
+//     operator's file, and an in-memory mark would not survive a restart or
+//     reach other instances, so it says so (400, Canvas's logout error
+//     shape) rather than pretend.
+//   - POST: a token request (RFC 6749) never needs a bearer credential:
+//     400 invalid_request.
+//   - Other methods: 405.
+//
+// A request the policy did not allow (only in report mode does it get
+// here) is answered with the denial: the gate cannot forward it.
+func (h *Handler) serveSubstitutedTokenEndpoint(w http.ResponseWriter, r *http.Request, start time.Time, d policy.Decision, token string) error {
+	key := d.Key()
+	if d.Outcome != policy.Allowed {
+		writeDenial(w, d)
+		return nil
+	}
+	refuse := func(status int, reason string, write func()) error {
+		setUndecidedPlaceholders(r, badRequestValue)
+		h.count(key, decBadRequest, start)
+		if ce := h.logger.Check(zap.InfoLevel, "request refused"); ce != nil {
+			ce.Write(zap.String("developer_key", key.ID), zap.String("token_id", d.Token.ID),
+				zap.String("method", r.Method), zap.Int("status", status),
+				zap.String("decision", decBadRequest), zap.String("reason", reason))
+		}
+		write()
+		return nil
+	}
+	switch r.Method {
+	case http.MethodDelete:
+	case http.MethodPost:
+		return refuse(http.StatusBadRequest, "token request with a substituted credential", func() {
+			writeOAuthError(w, &oauth.Error{Status: http.StatusBadRequest, Code: "invalid_request", Description: descTokenRequestBearer})
+		})
+	default:
+		return refuse(http.StatusMethodNotAllowed, "token endpoint with a substituted credential", func() {
+			w.Header().Set("Allow", "POST, DELETE")
+			writeClientError(w, http.StatusMethodNotAllowed, msgTokenEndpointMethod)
+		})
+	}
+	if h.oauth == nil || !oauth.IsGatewayToken(token) {
+		return refuse(http.StatusBadRequest, "a keys-file token cannot delete itself", func() {
+			body, _ := json.Marshal(map[string]string{"message": msgKeysFileTokenLogout})
+			writeJSON(w, http.StatusBadRequest, body, false)
+		})
+	}
+	now := h.now()
+	claims, _, _, err := h.verifyGatewayToken(h.keystore.current.Load(), token, now)
+	if err != nil {
+		// The policy allowed it a moment ago; a reload may have removed
+		// the key since. Canvas's answer for a token that does not stand.
+		writeDenial(w, policy.Decision{Outcome: policy.InvalidToken})
+		return nil
+	}
+	if err := revocations.Add(claims.ClientID, claims.ID, claims.ExpiresAt, now); err != nil {
+		h.oauthLog(zap.ErrorLevel, "oauth revocation refused", claims.ClientID, zap.String("token_id", claims.ShortID()), zap.Error(err))
+		msg := msgRevocationSetFull
+		if errors.Is(err, oauth.ErrClientRevocationsFull) {
+			msg = msgClientRevocationFull
+		}
+		w.Header().Set("Retry-After", "60")
+		writeClientError(w, http.StatusServiceUnavailable, msg)
+		return nil
+	}
+	h.oauthLog(zap.InfoLevel, "oauth token revoked", claims.ClientID, zap.String("token_id", claims.ShortID()),
+		zap.String("reason", "DELETE on the token endpoint (logout)"))
+	h.count(key, decAllowed, start)
+	writeJSON(w, http.StatusOK, []byte(`{}`), false)
+	return nil
+}
