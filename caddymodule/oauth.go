@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/oauth"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
 
@@ -201,34 +203,78 @@ func isPlaceholder(s string) bool { return placeholderRE.MatchString(s) }
 // request (and its body) untouched, for everything else: the caller then
 // carries on as for any request.
 func (h *Handler) serveOAuth(w http.ResponseWriter, r *http.Request, canonical string) (bool, error) {
+	if canonical == oauth.TokenPath {
+		return h.serveTokenPath(w, r), nil
+	}
 	if h.oauth == nil {
 		return false, nil
 	}
 	switch canonical {
-	case oauth.TokenPath:
-		if r.Method != http.MethodPost || !oauth.IsFormRequest(r.Header.Get("Content-Type")) {
-			return false, nil
-		}
-		body, ok := peekBody(r, maxOAuthBody)
-		if !ok {
-			return false, nil
-		}
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			return false, nil
-		}
-		store := h.keystore.current.Load()
-		tr, ours, oerr := oauth.ClassifyTokenRequest(r.Header, r.URL.RawQuery, form, func(id string) bool { return store.Client(id) != nil })
-		if !ours {
-			return false, nil
-		}
-		h.serveToken(w, r, store, tr, oerr)
-		return true, nil
 	case oauth.IntrospectPath, oauth.RevokePath:
 		h.serveClientEndpoint(w, r, canonical)
 		return true, nil
 	}
 	return false, nil
+}
+
+// serveTokenPath answers a request to Canvas's token endpoint that names a
+// client registered in the keys file (its id as HTTP Basic user, or a
+// client_id parameter in the query or a form, JSON or multipart body), and
+// reports false, with the request untouched, for every other one: Canvas's
+// own clients, LTI client assertions, unknown ids. A request naming a
+// registered client is never forwarded, whatever its method, grant type,
+// body type or size, so that client's secret never reaches Canvas: it gets
+// a token or an RFC 6749 error from the gate. Without token_signing_keys
+// the error is unauthorized_client.
+func (h *Handler) serveTokenPath(w http.ResponseWriter, r *http.Request) bool {
+	store := h.keystore.current.Load()
+	ct := r.Header.Get("Content-Type")
+	kind, boundary := params.BodyKindOf(r.Method, ct, hasBody(r))
+	var body []byte
+	bodyRead := true
+	if kind == params.BodyForm || kind == params.BodyMultipart || kind == params.BodyJSON {
+		// Up to the limit the gate reads any body to: a larger one is
+		// refused with 413 by the caller, not forwarded.
+		body, bodyRead = peekBody(r, max(h.MaxBodySize, maxOAuthBody))
+	}
+	named := false
+	for _, id := range oauth.ClientIDsIn(r.Header, r.URL.RawQuery, kind, boundary, body) {
+		if store.Client(id) != nil {
+			named = true
+			break
+		}
+	}
+	if !named {
+		return false
+	}
+	fail := func(status int, code, desc string) bool {
+		writeOAuthError(w, &oauth.Error{Status: status, Code: code, Description: desc})
+		return true
+	}
+	switch {
+	case h.oauth == nil:
+		return fail(http.StatusBadRequest, "unauthorized_client", "the gate does not issue tokens: token_signing_keys is not configured")
+	case r.Method != http.MethodPost:
+		w.Header().Set("Allow", http.MethodPost)
+		return fail(http.StatusMethodNotAllowed, "invalid_request", "a token request must be a POST")
+	case !bodyRead || len(body) > maxOAuthBody:
+		return fail(http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+	case kind != params.BodyForm || !oauth.IsFormRequest(ct):
+		return fail(http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return fail(http.StatusBadRequest, "invalid_request", "malformed form body")
+	}
+	tr, ours, oerr := oauth.ClassifyTokenRequest(r.Header, r.URL.RawQuery, form, func(id string) bool { return store.Client(id) != nil })
+	if !ours {
+		if g := form["grant_type"]; len(g) > 0 && !slices.Contains(g, "client_credentials") {
+			return fail(http.StatusBadRequest, "unsupported_grant_type", "the gate's clients use grant_type=client_credentials")
+		}
+		return fail(http.StatusBadRequest, "invalid_request", "send grant_type=client_credentials and the client's id and secret in the form body (client_id, client_secret) or in HTTP Basic")
+	}
+	h.serveToken(w, r, store, tr, oerr)
+	return true
 }
 
 // serveToken answers a client_credentials request from a registered client.

@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"bytes"
+	"mime/multipart"
 	"net/http"
 	"strings"
 	"testing"
@@ -157,4 +159,71 @@ func TestTokenEndpointNeverForwardsASubstitutedCredential(t *testing.T) {
 	if strings.Contains(in.logText(), upstreamTok) || strings.Contains(in.logText(), tbTokSub) {
 		t.Error("a credential reached the log")
 	}
+}
+
+// A token request that names a client registered with the gate is answered
+// by the gate, whatever its shape, so that client's secret never reaches
+// Canvas: before, a grant type only in the query, a body over the gate's
+// 16 KiB token-request limit, or the id in an odd place sent the request,
+// secret and all, on to Canvas.
+func TestRegisteredClientSecretNeverReachesCanvas(t *testing.T) {
+	in, up := startTokenEndpointGate(t)
+	pad := "&pad=" + strings.Repeat("x", 20<<10)
+	var mp bytes.Buffer
+	mw := multipart.NewWriter(&mp)
+	_ = mw.WriteField("grant_type", "client_credentials")
+	_ = mw.WriteField("client_id", "job")
+	_ = mw.WriteField("client_secret", tbJobSecret)
+	_ = mw.Close()
+	for _, tc := range []struct {
+		name, method, target, ct, body string
+		basic                          bool
+		status                         int
+		code                           string
+	}{
+		{"grant type only in the query", "POST", "/login/oauth2/token?grant_type=client_credentials", "application/x-www-form-urlencoded", "client_id=job&client_secret=" + tbJobSecret, false, 400, "invalid_request"},
+		{"grant type only in the query, Basic", "POST", "/login/oauth2/token?grant_type=client_credentials", "application/x-www-form-urlencoded", "", true, 400, "invalid_request"},
+		{"body over the limit", "POST", "/login/oauth2/token", "application/x-www-form-urlencoded", "grant_type=client_credentials&client_id=job&client_secret=" + tbJobSecret + pad, false, 413, "invalid_request"},
+		{"body over the limit, Basic", "POST", "/login/oauth2/token", "application/x-www-form-urlencoded", "grant_type=client_credentials" + pad, true, 413, "invalid_request"},
+		{"client_id in the query", "POST", "/login/oauth2/token?client_id=job", "application/x-www-form-urlencoded", "grant_type=client_credentials&client_secret=" + tbJobSecret, false, 400, "invalid_request"},
+		{"another grant type", "POST", "/login/oauth2/token", "application/x-www-form-urlencoded", "grant_type=refresh_token&refresh_token=r&client_id=job&client_secret=" + tbJobSecret, false, 400, "unsupported_grant_type"},
+		{"bracketed client_id", "POST", "/login/oauth2/token", "application/x-www-form-urlencoded", "grant_type=client_credentials&client_id[]=job&client_secret=" + tbJobSecret, false, 400, "invalid_request"},
+		{"leading bracket, as Rack reads it", "POST", "/login/oauth2/token", "application/x-www-form-urlencoded", "grant_type=client_credentials&%5Bclient_id%5D=job&client_secret=" + tbJobSecret, false, 400, "invalid_request"},
+		{"JSON body", "POST", "/login/oauth2/token", "application/json", `{"grant_type":"client_credentials","client_id":"job","client_secret":"` + tbJobSecret + `"}`, false, 400, "invalid_request"},
+		{"multipart body", "POST", "/login/oauth2/token", mw.FormDataContentType(), mp.String(), false, 400, "invalid_request"},
+		{"GET with the secret in the query", "GET", "/login/oauth2/token?grant_type=client_credentials&client_id=job&client_secret=" + tbJobSecret, "", "", false, 405, "invalid_request"},
+		{"trailing slash", "POST", "/login/oauth2/token/?grant_type=client_credentials", "application/x-www-form-urlencoded", "client_id=job&client_secret=" + tbJobSecret, false, 400, "invalid_request"},
+	} {
+		req := in.request(tc.method, tc.target, "", strings.NewReader(tc.body))
+		if tc.ct != "" {
+			req.Header.Set("Content-Type", tc.ct)
+		}
+		if tc.basic {
+			req.SetBasicAuth("job", tbJobSecret)
+		}
+		resp, body := in.do(req)
+		if resp.StatusCode != tc.status || oaError(t, body) != tc.code {
+			t.Errorf("%s: %d %s, want %d %s", tc.name, resp.StatusCode, body, tc.status, tc.code)
+		}
+		if strings.Contains(string(body), tbJobSecret) {
+			t.Errorf("%s: the secret was echoed: %s", tc.name, body)
+		}
+		up.none(t)
+	}
+	if strings.Contains(in.logText(), tbJobSecret) {
+		t.Error("the client secret reached the log")
+	}
+
+	// Requests naming no registered client are Canvas's, as before.
+	req := in.request("POST", "/login/oauth2/token?grant_type=client_credentials", "", strings.NewReader("client_id=10000000000042&client_secret=canvas-secret"+pad))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, body := in.do(req); resp.StatusCode != 200 || string(body) != `{"ok":true}` {
+		t.Errorf("unregistered client: %d %s, want the upstream's answer", resp.StatusCode, body)
+	}
+	if got := up.one(t); !strings.HasPrefix(string(got.Body), "client_id=10000000000042&") {
+		t.Errorf("upstream got %q", got.Body[:min(len(got.Body), 64)])
+	}
+	// And the registered client still gets its token.
+	oaToken(t, in, "job", tbJobSecret, "", false)
+	up.none(t)
 }

@@ -284,7 +284,7 @@ func TestOAuthPassThrough(t *testing.T) {
 		{"unknown client id, form", "grant_type=client_credentials&client_id=10000000000042&client_secret=canvas-secret&scope=x", ""},
 		{"unknown client id, basic", "grant_type=client_credentials", basicOther},
 		{"LTI client assertion", "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=eyJ.e30.sig&scope=https%3A%2F%2Fpurl.imsglobal.org%2Fspec%2Flti-ags%2Fscope%2Flineitem", ""},
-		{"authorization_code from a registered id", "grant_type=authorization_code&client_id=job-1&client_secret=x&code=abc&redirect_uri=urn%3Aietf%3Awg%3Aoauth%3A2.0%3Aoob", ""},
+		{"authorization_code from an unregistered id", "grant_type=authorization_code&client_id=170000000000002&client_secret=x&code=abc&redirect_uri=urn%3Aietf%3Awg%3Aoauth%3A2.0%3Aoob", ""},
 		{"refresh_token", "grant_type=refresh_token&client_id=170000000000001&client_secret=s&refresh_token=r", ""},
 	} {
 		req := in.request("POST", oaTokenPath, "", strings.NewReader(tc.body))
@@ -316,12 +316,25 @@ func TestOAuthPassThrough(t *testing.T) {
 	}
 	up.one(t)
 
-	// Without token_signing_keys the gate answers nothing, even for a
-	// registered client.
+	// A registered client's request is the gate's even with another grant
+	// type: its secret is not passed on (TestRegisteredClientSecretNeverReachesCanvas).
+	resp, body := oaPost(in, oaTokenPath, url.Values{"grant_type": {"authorization_code"}, "code": {"abc"}}, "job-1", oaSecret1)
+	if resp.StatusCode != 400 || oaError(t, body) != "unsupported_grant_type" {
+		t.Errorf("authorization_code from a registered id: %d %s", resp.StatusCode, body)
+	}
+	up.none(t)
+
+	// Without token_signing_keys the gate issues nothing, and still keeps
+	// a registered client's secret from Canvas.
 	in2, up2 := startOAuthGate(t, "")
-	resp, body := oaPost(in2, oaTokenPath, url.Values{"grant_type": {"client_credentials"}}, "job-1", oaSecret1)
-	if resp.StatusCode != 200 || string(body) != `{"ok":true}` {
+	resp, body = oaPost(in2, oaTokenPath, url.Values{"grant_type": {"client_credentials"}}, "job-1", oaSecret1)
+	if resp.StatusCode != 400 || oaError(t, body) != "unauthorized_client" {
 		t.Errorf("OAuth off: %d %s", resp.StatusCode, body)
+	}
+	up2.none(t)
+	resp, body = oaPost(in2, oaTokenPath, url.Values{"grant_type": {"client_credentials"}}, "10000000000042", "canvas-secret")
+	if resp.StatusCode != 200 || string(body) != `{"ok":true}` {
+		t.Errorf("OAuth off, unregistered id: %d %s", resp.StatusCode, body)
 	}
 	up2.one(t)
 }

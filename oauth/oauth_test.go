@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 )
 
 var (
@@ -412,5 +414,35 @@ func TestAuthLimiterOneClientCannotLockOutAnother(t *testing.T) {
 	}
 	if ok, _ := l.Allow(nat, "job-b", true, t0); !ok {
 		t.Fatal("job-b is locked out by failures with unregistered ids")
+	}
+}
+
+func TestClientIDsIn(t *testing.T) {
+	basic := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("job-b:s"))}}
+	for _, tc := range []struct {
+		name     string
+		header   http.Header
+		query    string
+		kind     params.BodyKind
+		boundary string
+		body     string
+		want     []string
+	}{
+		{"basic", basic, "", params.BodyNone, "", "", []string{"job-b"}},
+		{"query and form", nil, "client_id=job-q", params.BodyForm, "", "a=1;client_id=job%2Df", []string{"job-q", "job-f"}},
+		{"rack name forms", nil, "client_id[]=a&%5Bclient_id%5D=b&client_id[x]=c&client_id]=d&client_ids=no", params.BodyNone, "", "", []string{"a", "b", "c", "d"}},
+		{"form body ignored when not a form", nil, "", params.BodyOpaque, "", "client_id=x", nil},
+		{"json, repeated and nested", nil, "", params.BodyJSON, "", `{"client_id":"j1","x":{"client_id":"no"},"client_id":["j2",{"k":"j3"}]}`, []string{"j1", "j2", "j3"}},
+		{"json not an object", nil, "", params.BodyJSON, "", `["client_id"]`, nil},
+		{"multipart by name, file name and content type", nil, "", params.BodyMultipart, "B",
+			"--B\r\nContent-Disposition: form-data; name=\"client_id\"\r\n\r\nm1\r\n" +
+				"--B\r\nContent-Disposition: form-data; name=\"\"; filename=\"client_id\"\r\n\r\nm2\r\n" +
+				"--B\r\nContent-Disposition: form-data; name=\"\"\r\nContent-Type: client_id\r\n\r\nm3\r\n--B--\r\n",
+			[]string{"m1", "m2", "m3"}},
+	} {
+		got := ClientIDsIn(tc.header, tc.query, tc.kind, tc.boundary, []byte(tc.body))
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
