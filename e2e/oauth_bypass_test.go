@@ -1,9 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
-	"bytes"
 	"mime/multipart"
 	"net/http"
 	"strings"
