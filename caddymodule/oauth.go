@@ -115,7 +115,8 @@ var (
 )
 
 const (
-	// maxRevocations bounds the revocation set (about 100 bytes each).
+	// maxRevocations bounds the revocation set (82 bytes each measured full:
+	// 86 MB at the bound).
 	maxRevocations = 1 << 20
 	// maxRevocationsPerClient bounds one client's share: 16,384 revoked
 	// tokens that have not expired yet, e.g. one revocation every 0.2 s

@@ -25,34 +25,40 @@ var ErrClientRevocationsFull = errors.New("this client's share of the revocation
 // every other client's still succeed. Filling the whole set takes
 // max/perClient clients doing so at once.
 type Revocations struct {
-	mu        sync.RWMutex
-	ids       map[[16]byte]revocation
+	mu sync.RWMutex
+	// ids maps a revoked token id to its expiry (Unix nanoseconds); each
+	// id is also in exactly one client's list, which is what pruning
+	// walks. About 80 bytes per revocation in all.
+	ids       map[[16]byte]int64
 	clients   map[string]*clientRevocations
 	max       int
 	perClient int
-	nextPrune time.Time
+	// nextPrune is the next routine prune (once a minute); nextFullPrune
+	// the earliest prune of a full set.
+	nextPrune, nextFullPrune time.Time
 }
 
-type revocation struct {
-	exp    time.Time
-	client string
+type revokedID struct {
+	id  [16]byte
+	exp int64
 }
 
 type clientRevocations struct {
-	ids       map[[16]byte]time.Time
+	list      []revokedID
 	nextPrune time.Time
 }
 
-// clientPruneInterval bounds how often a client at its cap may make the set
-// look through that client's entries for expired ones, so a client
-// hammering a full share costs a map lookup, not a scan, per request.
-const clientPruneInterval = time.Second
+// pruneInterval bounds how often a client at its cap makes the set look
+// through that client's entries for expired ones, and how often a full set
+// is looked through: a client hammering a full share (or set) costs a map
+// lookup per request, not a scan.
+const pruneInterval = time.Second
 
 // NewRevocations returns an empty set holding at most max ids, and at most
 // perClient ids of any one client.
 func NewRevocations(max, perClient int) *Revocations {
 	return &Revocations{
-		ids: map[[16]byte]revocation{}, clients: map[string]*clientRevocations{},
+		ids: map[[16]byte]int64{}, clients: map[string]*clientRevocations{},
 		max: max, perClient: min(perClient, max),
 	}
 }
@@ -68,56 +74,57 @@ func (r *Revocations) Add(client string, id [16]byte, exp, now time.Time) error 
 	if _, ok := r.ids[id]; ok {
 		return nil
 	}
-	if !now.Before(r.nextPrune) || len(r.ids) >= r.max {
-		r.pruneLocked(now)
-	}
 	c := r.clients[client]
-	if c == nil {
-		c = &clientRevocations{ids: map[[16]byte]time.Time{}}
-		r.clients[client] = c
+	if c != nil && len(c.list) >= r.perClient {
+		if !now.Before(c.nextPrune) {
+			r.pruneClientLocked(c, now)
+			c.nextPrune = now.Add(pruneInterval)
+		}
+		if len(c.list) >= r.perClient {
+			return ErrClientRevocationsFull
+		}
 	}
-	if len(c.ids) >= r.perClient && !now.Before(c.nextPrune) {
-		r.pruneClientLocked(c, now)
-	}
-	if len(c.ids) >= r.perClient {
-		return ErrClientRevocationsFull
+	if !now.Before(r.nextPrune) || (len(r.ids) >= r.max && !now.Before(r.nextFullPrune)) {
+		r.pruneLocked(now) // may drop c if it became empty
 	}
 	if len(r.ids) >= r.max {
 		return ErrRevocationsFull
 	}
-	r.ids[id] = revocation{exp: exp, client: client}
-	c.ids[id] = exp
+	if c = r.clients[client]; c == nil {
+		c = &clientRevocations{}
+		r.clients[client] = c
+	}
+	r.ids[id] = exp.UnixNano()
+	c.list = append(c.list, revokedID{id: id, exp: exp.UnixNano()})
 	return nil
 }
 
-// pruneLocked drops every expired entry (at most once a minute unless the
-// set is full).
+// pruneLocked drops every expired entry (once a minute, and at most once a
+// second while the set is full).
 func (r *Revocations) pruneLocked(now time.Time) {
-	for id, e := range r.ids {
-		if !now.Before(e.exp) {
-			delete(r.ids, id)
-			if c := r.clients[e.client]; c != nil {
-				delete(c.ids, id)
-			}
-		}
-	}
 	for name, c := range r.clients {
-		if len(c.ids) == 0 {
+		r.pruneClientLocked(c, now)
+		if len(c.list) == 0 {
 			delete(r.clients, name)
 		}
 	}
 	r.nextPrune = now.Add(time.Minute)
+	r.nextFullPrune = now.Add(pruneInterval)
 }
 
 // pruneClientLocked drops one client's expired entries.
 func (r *Revocations) pruneClientLocked(c *clientRevocations, now time.Time) {
-	for id, exp := range c.ids {
-		if !now.Before(exp) {
-			delete(c.ids, id)
-			delete(r.ids, id)
+	t := now.UnixNano()
+	kept := c.list[:0]
+	for _, e := range c.list {
+		if t < e.exp {
+			kept = append(kept, e)
+		} else {
+			delete(r.ids, e.id)
 		}
 	}
-	c.nextPrune = now.Add(clientPruneInterval)
+	clear(c.list[len(kept):])
+	c.list = kept
 }
 
 // Has reports whether id was revoked.
