@@ -311,6 +311,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if key != nil {
 		upstream, substitute = key.UpstreamToken()
 	}
+	if substitute && isTokenEndpoint(canonical) {
+		return h.serveSubstitutedTokenEndpoint(w, r, start, d, insp.Token)
+	}
 	rw, err := insp.Rewrite(params.RewriteOptions{FilterIncludes: filterIncludes, StripCredentials: substitute})
 	if err != nil {
 		var pe *params.Error

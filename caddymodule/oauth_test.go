@@ -100,3 +100,24 @@ func BenchmarkGatewayTokenDecision(b *testing.B) {
 		h.decideGatewayToken(store, tok, req)
 	}
 }
+
+func TestIsTokenEndpoint(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/login/oauth2/token":        true,
+		"/login/oauth2/token.json":   true,
+		"/login/oauth2/token.xml":    true,
+		"/LOGIN/OAuth2/Token":        true,
+		"/login/oauth2/%74oken":      true,
+		"/login%2Foauth2%2Ftoken":    true,
+		"/login/oauth2/token%2F":     true,
+		"/login/oauth2/tokens":       false,
+		"/login/oauth2/token/x":      false,
+		"/login/oauth2/auth":         false,
+		"/api/v1/login/oauth2/token": false,
+		"/login/session_token":       false,
+	} {
+		if got := isTokenEndpoint(path); got != want {
+			t.Errorf("isTokenEndpoint(%q) = %v, want %v", path, got, want)
+		}
+	}
+}

@@ -34,8 +34,12 @@ type DeveloperKey struct {
 	Hosts           []string
 	AllowMasquerade bool
 	UpstreamToken   string // as written, usually a {env.*} or {file.*} placeholder
-	Mode            Mode
-	line            int
+	// AllowUpstreamCredentialMinting acknowledges that a key with
+	// UpstreamToken holds scopes that mint credentials of the upstream
+	// user (see mintingRoutes), or has RequireScopes false.
+	AllowUpstreamCredentialMinting bool
+	Mode                           Mode
+	line                           int
 }
 
 // Token registers one gateway token by the SHA-256 of its full text.
@@ -261,7 +265,7 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 // unknown.
 var (
 	topFields    = []string{"clients", "developer_keys", "tokens"}
-	keyFields    = []string{"allow_includes", "allow_masquerade", "enabled", "hosts", "id", "mode", "name", "require_scopes", "scopes", "upstream_token"}
+	keyFields    = []string{"allow_includes", "allow_masquerade", AllowMintingField, "enabled", "hosts", "id", "mode", "name", "require_scopes", "scopes", "upstream_token"}
 	tokenFields  = []string{"developer_key", "expires_at", "label", "revoked", "scopes", "sha256"}
 	clientFields = []string{"client_id", "developer_key", "scopes", "secret_sha256", "token_ttl"}
 )
@@ -391,6 +395,7 @@ func (p *parser) sha256(n *node, at path) [32]byte {
 func (p *parser) developerKey(n *node, at path) DeveloperKey {
 	k := DeveloperKey{RequireScopes: true, Enabled: true, line: p.line(n.offset)}
 	var hasScopes bool
+	var scopesNode, requireNode, mintingNode *node
 	p.object(n, at, keyFields, func(m *member) bool {
 		v, f := m.value, at.dot(m.name)
 		switch m.name {
@@ -401,8 +406,13 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 		case "scopes":
 			hasScopes = true
 			k.Scopes = p.scopes(v, f)
+			scopesNode = v
 		case "require_scopes":
 			k.RequireScopes = p.boolean(v, f)
+			requireNode = v
+		case AllowMintingField:
+			k.AllowUpstreamCredentialMinting = p.boolean(v, f)
+			mintingNode = v
 		case "allow_includes":
 			k.AllowIncludes = p.boolean(v, f)
 		case "enabled":
@@ -441,7 +451,47 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 	if n.kind == kindObject && !hasScopes && k.RequireScopes {
 		p.errorf(n.offset, at.dot("scopes"), "is required when require_scopes is true (an empty list allows nothing but /login/oauth2/token)")
 	}
+	if n.kind == kindObject {
+		p.checkMinting(&k, at, scopesNode, requireNode, mintingNode)
+	}
 	return k
+}
+
+// checkMinting refuses a key with upstream_token whose scopes mint
+// credentials of the upstream user (or that requires no scopes at all)
+// unless it sets allow_upstream_credential_minting, and refuses that field
+// set to true on a key without upstream_token, where it would mean nothing.
+func (p *parser) checkMinting(k *DeveloperKey, at path, scopesNode, requireNode, mintingNode *node) {
+	if k.UpstreamToken == "" {
+		if k.AllowUpstreamCredentialMinting {
+			p.errorf(mintingNode.offset, at.dot(AllowMintingField), "has no effect without upstream_token (the client's own Canvas token is forwarded); remove it")
+		}
+		return
+	}
+	if k.AllowUpstreamCredentialMinting {
+		return
+	}
+	const consequence = "with upstream_token the vendor could use it outside the gate, with that user's whole power"
+	const remedy = `set "` + AllowMintingField + `": true on the key to accept that`
+	if !k.RequireScopes {
+		p.errorf(requireNode.offset, at.dot("require_scopes"), "false with upstream_token lets the vendor call every Canvas endpoint as the upstream user, including ones that mint credentials of that user for use outside the gate (such as %q: %s); list scopes, or %s",
+			mintingRoutes[0].scope, mintingRoutes[0].why, remedy)
+		return
+	}
+	if scopesNode == nil || scopesNode.kind != kindArray {
+		return
+	}
+	for i, s := range k.Scopes {
+		route, why, ok := mintingRoute(s)
+		if !ok {
+			continue
+		}
+		what := fmt.Sprintf("scope %q mints a credential of the upstream user (%s)", s, why)
+		if route != s {
+			what = fmt.Sprintf("scope %q also matches %q, as Canvas matches scopes, which mints a credential of the upstream user (%s)", s, route, why)
+		}
+		p.errorf(scopesNode.array[i].offset, at.dot("scopes").index(i), "%s; %s. Remove the scope, or %s", what, consequence, remedy)
+	}
 }
 
 func (p *parser) token(n *node, at path) Token {
