@@ -31,6 +31,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/gate"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/oauth"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
@@ -381,7 +382,7 @@ func (h *Handler) serveClientEndpoint(w http.ResponseWriter, r *http.Request, pa
 		return
 	}
 	now := h.now()
-	claims, entry, _, verr := h.verifyGatewayToken(store, toks[0], now)
+	claims, entry, _, verr := h.oauth.verifyGatewayToken(store, toks[0], now)
 	own := verr == nil && claims.ClientID == client.ClientID
 	if path == oauth.RevokePath {
 		if own && now.Before(claims.ExpiresAt) {
@@ -462,16 +463,16 @@ func (h *Handler) authenticateClient(w http.ResponseWriter, r *http.Request, sto
 	return nil, false
 }
 
-// decideGatewayToken decides a request carrying a gateway-format token.
+// DecideGatewayToken decides a request carrying a gateway-format token.
 // ok is false when the token is not one (or OAuth is off): the caller then
 // looks the token up in the keys file as usual. Otherwise the token is
 // verified, turned into a TokenEntry and evaluated by policy.Evaluate
 // exactly as a file token, held to the token's own scopes.
-func (h *Handler) decideGatewayToken(store *policy.Store, token string, req policy.Request) (d policy.Decision, ok bool) {
-	if h.oauth == nil || !oauth.IsGatewayToken(token) {
+func (g *oauthGate) DecideGatewayToken(store *policy.Store, token string, req policy.Request) (d policy.Decision, ok bool) {
+	if !oauth.IsGatewayToken(token) {
 		return policy.Decision{}, false
 	}
-	_, e, tokenSet, err := h.verifyGatewayToken(store, token, req.Now)
+	_, e, tokenSet, err := g.verifyGatewayToken(store, token, req.Now)
 	if err != nil {
 		return policy.Decision{Outcome: policy.InvalidToken, Reason: err.Error()}, true
 	}
@@ -486,11 +487,11 @@ func (h *Handler) decideGatewayToken(store *policy.Store, token string, req poli
 // the current store. err means "Invalid access token." (bad form or
 // signature, developer key gone, or a key without upstream_token); a token
 // that verified but no longer stands comes back with entry.Revoked set.
-func (h *Handler) verifyGatewayToken(store *policy.Store, token string, now time.Time) (oauth.Claims, *policy.TokenEntry, *matcher.Set, error) {
+func (g *oauthGate) verifyGatewayToken(store *policy.Store, token string, now time.Time) (oauth.Claims, *policy.TokenEntry, *matcher.Set, error) {
 	if !oauth.IsGatewayToken(token) {
 		return oauth.Claims{}, nil, nil, oauth.ErrMalformed
 	}
-	c, err := h.oauth.signer.Verify(token)
+	c, err := g.signer.Verify(token)
 	if err != nil {
 		return oauth.Claims{}, nil, nil, err
 	}
@@ -505,7 +506,7 @@ func (h *Handler) verifyGatewayToken(store *policy.Store, token string, now time
 	var cache *clientCache
 	if cl := store.Client(c.ClientID); cl != nil {
 		if cl.Key == key {
-			cache = h.oauth.clientCache(store, cl)
+			cache = g.clientCache(store, cl)
 			view = cache.view
 		} else {
 			// The client moved to another key: Check reports it.
@@ -620,27 +621,6 @@ const (
 	msgClientRevocationFull = "this client has too many revoked tokens that have not expired yet; retry later"
 )
 
-// isTokenEndpoint reports whether a canonical path is, or could be read as,
-// Canvas's token endpoint, where DELETE makes the presented token delete
-// itself: /login/oauth2/token with Rails' optional format suffix
-// (".json"), and, to be safe, any spelling that decodes, once lower-cased
-// and with repeated or trailing slashes removed, to one of those.
-func isTokenEndpoint(canonical string) bool {
-	p := canonical
-	if strings.IndexByte(p, '%') >= 0 {
-		if dec, err := url.PathUnescape(p); err == nil {
-			p = dec
-		}
-	}
-	p = strings.ToLower(p)
-	for strings.Contains(p, "//") {
-		p = strings.ReplaceAll(p, "//", "/")
-	}
-	p = strings.TrimSuffix(p, "/")
-	rest, ok := strings.CutPrefix(p, oauth.TokenPath)
-	return ok && (rest == "" || rest[0] == '.')
-}
-
 // serveSubstitutedTokenEndpoint answers a request to Canvas's token endpoint
 // that carries a credential the gate would replace with the key's
 // upstream_token. It is never forwarded: Canvas would act on the upstream
@@ -666,12 +646,12 @@ func (h *Handler) serveSubstitutedTokenEndpoint(w http.ResponseWriter, r *http.R
 		return nil
 	}
 	refuse := func(status int, reason string, write func()) error {
-		setUndecidedPlaceholders(r, badRequestValue)
-		h.count(key, decBadRequest, start)
+		setDecisionPlaceholder(r, gate.LabelBadRequest)
+		h.count(key, gate.LabelBadRequest, start)
 		if ce := h.logger.Check(zap.InfoLevel, "request refused"); ce != nil {
 			ce.Write(zap.String("developer_key", key.ID), zap.String("token_id", d.Token.ID),
 				zap.String("method", r.Method), zap.Int("status", status),
-				zap.String("decision", decBadRequest), zap.String("reason", reason))
+				zap.String("decision", gate.LabelBadRequest), zap.String("reason", reason))
 		}
 		write()
 		return nil
@@ -695,7 +675,7 @@ func (h *Handler) serveSubstitutedTokenEndpoint(w http.ResponseWriter, r *http.R
 		})
 	}
 	now := h.now()
-	claims, _, _, err := h.verifyGatewayToken(h.keystore.current.Load(), token, now)
+	claims, _, _, err := h.oauth.verifyGatewayToken(h.keystore.current.Load(), token, now)
 	if err != nil {
 		// The policy allowed it a moment ago; a reload may have removed
 		// the key since. Canvas's answer for a token that does not stand.
@@ -714,7 +694,7 @@ func (h *Handler) serveSubstitutedTokenEndpoint(w http.ResponseWriter, r *http.R
 	}
 	h.oauthLog(zap.InfoLevel, "oauth token revoked", claims.ClientID, zap.String("token_id", claims.ShortID()),
 		zap.String("reason", "DELETE on the token endpoint (logout)"))
-	h.count(key, decAllowed, start)
+	h.count(key, gate.LabelAllowed, start)
 	writeJSON(w, http.StatusOK, []byte(`{}`), false)
 	return nil
 }

@@ -539,7 +539,7 @@ func TestPlaceholders(t *testing.T) {
 	}{
 		{"allowed", "GET", "/api/v1/courses/7/assignments", tokA, 200, "allowed|vendor-a|" + idA + "|url:GET|/api/v1/courses/:course_id/assignments"},
 		{"insufficient scope", "GET", "/api/v1/accounts", tokA, 401, "insufficient_scope|vendor-a|" + idA + "|"},
-		{"unknown token", "GET", "/api/v1/courses", "test-only-not-registered", 401, "unknown_token||" + sha("test-only-not-registered")[:12] + "|"},
+		{"unknown token", "GET", "/api/v1/courses", "test-only-not-registered", 401, "invalid_token||" + sha("test-only-not-registered")[:12] + "|"},
 		{"no credential", "GET", "/api/v1/courses", "", 401, "no_credential|||"},
 		{"no credential off /api/", "GET", "/login", "", 200, "no_credential|||"},
 		{"refused path", "GET", "/api/v1/courses/%2e%2e/accounts", tokA, 400, "bad_request|||"},

@@ -6,8 +6,13 @@
 package gate
 
 import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/oauth"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
@@ -45,9 +50,13 @@ const (
 	Pass
 	// Forward sends the decided request on, rewritten as the verdict says.
 	Forward
+	// AnswerTokenEndpoint: the gate answers a request to Canvas's token
+	// endpoint itself, because the credential it would forward is the
+	// key's upstream_token (see IsTokenEndpoint).
+	AnswerTokenEndpoint
 )
 
-var actionNames = [...]string{"deny", "refuse", "pass", "forward"}
+var actionNames = [...]string{"deny", "refuse", "pass", "forward", "answer at the token endpoint"}
 
 func (a Action) String() string { return actionNames[a] }
 
@@ -59,6 +68,9 @@ type Refusal struct {
 	// Streamable marks a body over the inspection limit that Canvas reads
 	// no credential from: it may go upstream unread.
 	Streamable bool
+	// Always: not forwarded even in report mode (a tunnel would carry
+	// bytes nothing checks).
+	Always bool
 }
 
 // Facts are what the shell read from one request.
@@ -71,11 +83,27 @@ type Facts struct {
 	// Refusal, when set, is why the request cannot be read; the other
 	// fields may then be incomplete.
 	Refusal *Refusal
+	// PathRefusal, when set, says the canonical path cannot be forwarded
+	// byte for byte: a verdict that forwards the canonical path refuses.
+	PathRefusal *Refusal
 	// Params is the parameter inspection (credential, as_user_id, method
 	// override, include params).
 	Params *params.Inspection
+	// Token is the credential's text and TokenHash its SHA-256; both are
+	// empty without a credential. explain knows only the hash: it leaves
+	// Token empty (gateway tokens are then not recognised).
+	Token     string
+	TokenHash [32]byte
+	HasToken  bool
 	// Now is the request's arrival time: expiry is judged then.
 	Now time.Time
+}
+
+// SetCredential records the request's credential (empty: none).
+func (f *Facts) SetCredential(token string) {
+	if token != "" {
+		f.Token, f.TokenHash, f.HasToken = token, policy.HashToken(token), true
+	}
 }
 
 // Config is the handler configuration the decision depends on.
@@ -125,9 +153,9 @@ type Verdict struct {
 	FilterIncludes bool
 	// Upstream, when not empty, replaces the client's credential.
 	Upstream string
-	// StripCookies: the request carries a credential; session cookies are
-	// unscoped and never go along.
-	StripCookies bool
+	// Rewrite is the parameter rewrite to apply (include filtering,
+	// credential stripping), computed for Forward.
+	Rewrite params.Rewritten
 	// Unrecorded: a request the gate has no business with (no credential,
 	// off /api/), neither counted nor logged.
 	Unrecorded bool
@@ -138,59 +166,69 @@ func (v *Verdict) Key() *policy.Key { return v.Policy.Key() }
 
 // Reasons for requests without a policy decision.
 const (
-	ReasonNoCredential   = "no credential on an API path"
-	ReasonNotAPI         = "no credential, not an API path"
-	ReasonAnonymousPass  = "no credential; anonymous pass"
-	ReasonUnknownPass    = "token is not registered; unknown_tokens pass"
-	MsgMethodOverride    = "method override is not allowed: the gate checks the request method Canvas routes on"
-	reasonMethodOverride = "method override"
+	ReasonNoCredential  = "no credential on an API path"
+	ReasonNotAPI        = "no credential, not an API path"
+	ReasonAnonymousPass = "no credential; anonymous pass"
+	ReasonUnknownPass   = "token is not registered; unknown_tokens pass"
+	// MsgMethodOverrideSuffix follows the override's name in a refusal.
+	MsgMethodOverrideSuffix = " is not allowed: the gate checks the request method Canvas routes on"
+	// MsgMalformedParams refuses parameters that are not a *params.Error.
+	MsgMalformedParams = "malformed request parameters"
 )
 
 // Decide is the gate's decision. It never touches the request.
 func Decide(f *Facts, st State, cfg Config) Verdict {
+	v := decide(f, st, cfg)
+	if v.Action == Forward {
+		rw, err := f.Params.Rewrite(params.RewriteOptions{FilterIncludes: v.FilterIncludes, StripCredentials: v.Upstream != ""})
+		if err != nil {
+			return refuse(ParamsRefusal(err), cfg)
+		}
+		v.Rewrite = rw
+	}
+	if v.CanonicalPath && f.PathRefusal != nil {
+		return refuse(f.PathRefusal, cfg)
+	}
+	return v
+}
+
+func decide(f *Facts, st State, cfg Config) Verdict {
 	if f.Refusal != nil {
-		v := Verdict{Action: Refuse, Label: LabelBadRequest, Enforced: LabelBadRequest,
-			Status: f.Refusal.Status, Message: f.Refusal.Message, Reason: f.Refusal.Message}
 		if f.Refusal.Streamable {
-			return Verdict{Action: Pass, Label: LabelPassthrough, Enforced: LabelPassthrough,
+			return Verdict{Action: Pass, Label: LabelPassthrough, Enforced: LabelPassthrough, Unrecorded: true,
 				Reason: "body over the inspection limit on a path where Canvas reads no credential from it"}
 		}
-		return reportable(v, cfg.ReportOnly)
+		return refuse(f.Refusal, cfg)
 	}
-	token := ""
-	if f.Params != nil {
-		token = f.Params.Token
-	}
-	if token == "" {
+	if !f.HasToken {
 		return anonymous(f, cfg)
 	}
 	if f.Params.MethodOverride != "" {
-		v := Verdict{Action: Refuse, Label: LabelBadRequest, Enforced: LabelBadRequest,
-			Status: 400, Message: f.Params.MethodOverride + " is not allowed: the gate checks the request method Canvas routes on",
-			Reason: reasonMethodOverride}
-		return reportable(v, cfg.ReportOnly)
+		// MethodOverride names the override (a parameter or header name
+		// from a fixed list), never a request value.
+		return refuse(&Refusal{Status: http.StatusBadRequest, Message: f.Params.MethodOverride + MsgMethodOverrideSuffix}, cfg)
 	}
 
 	req := policy.Request{Method: f.Method, Path: f.Path, Host: f.Host, Masquerade: f.Params.Masquerade, Now: f.Now}
 	var d policy.Decision
 	gateway := false
-	if st.Gateway != nil {
-		d, gateway = st.Gateway.DecideGatewayToken(st.Store, token, req)
+	if st.Gateway != nil && f.Token != "" {
+		d, gateway = st.Gateway.DecideGatewayToken(st.Store, f.Token, req)
 	}
 	if !gateway {
-		d = st.Store.Decide(token, req)
+		d = st.Store.DecideHash(f.TokenHash, req)
 	}
-	v := Verdict{Policy: d, Reason: d.Reason, StripCookies: true}
+	v := Verdict{Policy: d, Reason: d.Reason}
 	if d.Token != nil {
 		v.TokenID = d.Token.ID
 	} else {
-		v.TokenID = policy.TokenID(policy.HashToken(token))
+		v.TokenID = policy.TokenID(f.TokenHash)
 	}
 	if d.Outcome == policy.UnknownToken && cfg.UnknownTokensPass {
 		// A transparent front: Canvas checks its own tokens. The
 		// canonical path is still what goes on, so what Canvas routes is
 		// what a scoped token would have been matched on.
-		v.Action, v.Label, v.Enforced, v.CanonicalPath, v.StripCookies = Pass, LabelPassthrough, LabelPassthrough, true, false
+		v.Action, v.Label, v.Enforced, v.CanonicalPath = Pass, LabelPassthrough, LabelPassthrough, true
 		v.Reason = ReasonUnknownPass
 		return v
 	}
@@ -200,9 +238,17 @@ func Decide(f *Facts, st State, cfg Config) Verdict {
 	if key != nil {
 		v.Upstream, _ = key.UpstreamToken()
 	}
+	if v.Upstream != "" && IsTokenEndpoint(f.Path) {
+		// Never forwarded with the key's credential: Canvas would act on
+		// the upstream token (DELETE there deletes it, for every client
+		// of the key). The gate answers for the client's own credential,
+		// after the policy, in report mode too.
+		v.Action, v.Label, v.Upstream = AnswerTokenEndpoint, v.Enforced, ""
+		return v
+	}
 	if d.Outcome != policy.Allowed {
 		if !report {
-			v.Action, v.Label, v.Upstream, v.StripCookies = Deny, v.Enforced, "", false
+			v.Action, v.Label, v.Upstream = Deny, v.Enforced, ""
 			return v
 		}
 		// Report mode forwards what enforce would deny, unfiltered, but
@@ -231,13 +277,26 @@ func anonymous(f *Facts, cfg Config) Verdict {
 	return v
 }
 
-// reportable turns a refusal into a pass-through in handler-wide report
-// mode: the request is forwarded as received.
-func reportable(v Verdict, reportOnly bool) Verdict {
-	if reportOnly {
+// refuse is the verdict for a request the gate will not interpret. In
+// handler-wide report mode it is forwarded as received instead, unless
+// the refusal holds always.
+func refuse(r *Refusal, cfg Config) Verdict {
+	v := Verdict{Action: Refuse, Label: LabelBadRequest, Enforced: LabelBadRequest,
+		Status: r.Status, Message: r.Message, Reason: r.Message}
+	if cfg.ReportOnly && !r.Always {
 		v.Action, v.Label = Pass, LabelWouldDeny
 	}
 	return v
+}
+
+// ParamsRefusal is the refusal for a parameter error: its own status and
+// constant message when it is a *params.Error.
+func ParamsRefusal(err error) *Refusal {
+	var pe *params.Error
+	if errors.As(err, &pe) {
+		return &Refusal{Status: pe.Status, Message: pe.Message}
+	}
+	return &Refusal{Status: http.StatusBadRequest, Message: MsgMalformedParams}
 }
 
 // IsAPIPath reports whether a canonical path is under /api/.
@@ -256,4 +315,25 @@ func OutcomeLabel(o policy.Outcome) string {
 		return LabelRevoked
 	}
 	return LabelInvalid
+}
+
+// IsTokenEndpoint reports whether a canonical path is, or could be read as,
+// Canvas's token endpoint, where DELETE makes the presented token delete
+// itself: /login/oauth2/token with Rails' optional format suffix
+// (".json"), and, to be safe, any spelling that decodes, once lower-cased
+// and with repeated or trailing slashes removed, to one of those.
+func IsTokenEndpoint(canonical string) bool {
+	p := canonical
+	if strings.IndexByte(p, '%') >= 0 {
+		if dec, err := url.PathUnescape(p); err == nil {
+			p = dec
+		}
+	}
+	p = strings.ToLower(p)
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	p = strings.TrimSuffix(p, "/")
+	rest, ok := strings.CutPrefix(p, oauth.TokenPath)
+	return ok && (rest == "" || rest[0] == '.')
 }

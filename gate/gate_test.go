@@ -57,7 +57,9 @@ func facts(t *testing.T, method, target, token string) *Facts {
 		return &Facts{Method: method, Path: path, Refusal: &Refusal{Status: 400, Message: "malformed request parameters"}}
 	}
 	t.Cleanup(insp.Release)
-	return &Facts{Method: method, Path: path, Params: insp, Now: time.Unix(1_800_000_000, 0)}
+	f := &Facts{Method: method, Path: path, Params: insp, Now: time.Unix(1_800_000_000, 0)}
+	f.SetCredential(insp.Token)
+	return f
 }
 
 func TestDecide(t *testing.T) {
@@ -138,5 +140,26 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("token id %q: want a hash prefix, never the token", v.TokenID)
 			}
 		})
+	}
+}
+
+func TestIsTokenEndpoint(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/login/oauth2/token":        true,
+		"/login/oauth2/token.json":   true,
+		"/login/oauth2/token.xml":    true,
+		"/LOGIN/OAuth2/Token":        true,
+		"/login/oauth2/%74oken":      true,
+		"/login%2Foauth2%2Ftoken":    true,
+		"/login/oauth2/token%2F":     true,
+		"/login/oauth2/tokens":       false,
+		"/login/oauth2/token/x":      false,
+		"/login/oauth2/auth":         false,
+		"/api/v1/login/oauth2/token": false,
+		"/login/session_token":       false,
+	} {
+		if got := IsTokenEndpoint(path); got != want {
+			t.Errorf("IsTokenEndpoint(%q) = %v, want %v", path, got, want)
+		}
 	}
 }
