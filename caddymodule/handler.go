@@ -56,7 +56,7 @@ func (h *Handler) state() gate.State {
 		st.Store = h.keystore.current.Load()
 	}
 	if h.oauth != nil {
-		st.Gateway = h.oauth
+		st.Gateway = &h.oauth.Gateway
 	}
 	return st
 }

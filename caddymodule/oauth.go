@@ -9,7 +9,6 @@ package caddymodule
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,8 +20,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -32,7 +29,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/gate"
-	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/oauth"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
@@ -40,72 +36,12 @@ import (
 
 // oauthGate is the per-config state of the OAuth endpoints; nil when
 // token_signing_keys is not configured, in which case the gate answers no
-// OAuth request and accepts no gateway token.
+// OAuth request and accepts no gateway token. Issuing, verifying and
+// binding gateway tokens is gate.Gateway's; this file keeps the HTTP
+// endpoints.
 type oauthGate struct {
-	signer    *oauth.Signer
+	gate.Gateway
 	failDelay time.Duration
-
-	// views caches, per compiled client (immutable for the life of its
-	// store), the prepared view and the compiled sets of the scope lists
-	// its tokens carry. It is cleared when the store changes.
-	viewsOf atomic.Pointer[policy.Store]
-	views   sync.Map // *policy.ClientEntry -> *clientCache
-}
-
-type clientCache struct {
-	view *oauth.ClientView
-	mu   sync.Mutex
-	sets map[string]*matcher.Set // by the token's scope references
-}
-
-// maxCachedSets bounds the scope sets cached per client (one per distinct
-// scope request).
-const maxCachedSets = 64
-
-func (g *oauthGate) clientCache(store *policy.Store, cl *policy.ClientEntry) *clientCache {
-	if g.viewsOf.Load() != store {
-		g.views.Clear()
-		g.viewsOf.Store(store)
-	}
-	if v, ok := g.views.Load(cl); ok {
-		return v.(*clientCache)
-	}
-	cc := &clientCache{view: (&oauth.ClientView{
-		ClientID: cl.ClientID, SecretSHA256: cl.SecretSHA256, KeyID: cl.Key.ID,
-		KeyRequireScopes: cl.Key.RequireScopes, KeyScopes: cl.Key.Scopes, ClientScopes: cl.Scopes,
-	}).Prepare(), sets: map[string]*matcher.Set{}}
-	v, _ := g.views.LoadOrStore(cl, cc)
-	return v.(*clientCache)
-}
-
-// set returns the compiled set for a token's scopes, cached by its
-// references.
-func (cc *clientCache) set(store *policy.Store, c *oauth.Claims, scopes []string) (*matcher.Set, error) {
-	id := refsKey(c.Scopes)
-	cc.mu.Lock()
-	set, ok := cc.sets[id]
-	cc.mu.Unlock()
-	if ok {
-		return set, nil
-	}
-	set, err := store.ScopeSet(scopes)
-	if err != nil {
-		return nil, err
-	}
-	cc.mu.Lock()
-	if len(cc.sets) < maxCachedSets {
-		cc.sets[id] = set
-	}
-	cc.mu.Unlock()
-	return set, nil
-}
-
-func refsKey(refs []oauth.ScopeRef) string {
-	b := make([]byte, 0, 8*len(refs))
-	for _, r := range refs {
-		b = append(b, r[:]...)
-	}
-	return string(b)
 }
 
 // Process-wide state, shared across config reloads: a reload must neither
@@ -183,7 +119,7 @@ func (h *Handler) provisionOAuth(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("canvas_scopes: token_signing_keys: %v", err)
 	}
-	h.oauth = &oauthGate{signer: signer, failDelay: authFailureDelay}
+	h.oauth = &oauthGate{Gateway: gate.Gateway{Signer: signer, Revocations: revocations}, failDelay: authFailureDelay}
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		for _, c := range oauthCollectors {
 			if err := reg.Register(c); err != nil {
@@ -289,56 +225,21 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request, store *poli
 	if !ok {
 		return
 	}
-	key := client.Key
-	if _, ok := key.UpstreamToken(); !ok {
-		// A gateway token is not a Canvas token: without the key's
-		// upstream_token there is nothing to forward.
-		h.oauthLog(zap.WarnLevel, "oauth token refused", client.ClientID, zap.String("developer_key", key.ID),
-			zap.String("reason", "developer key has no upstream_token"))
-		writeOAuthError(w, &oauth.Error{Status: http.StatusBadRequest, Code: "unauthorized_client",
-			Description: "this client's developer key has no upstream_token, so the gate cannot issue tokens for it"})
-		return
-	}
-	if !key.Enabled {
-		writeOAuthError(w, &oauth.Error{Status: http.StatusBadRequest, Code: "unauthorized_client",
-			Description: "this client's developer key is disabled"})
-		return
-	}
-	clientScopes := client.Scopes
-	if clientScopes == nil {
-		clientScopes = key.Scopes
-	}
-	scopes, serr := oauth.GrantScopes(tr.Scopes, tr.HasScope, clientScopes)
-	if serr != nil {
-		writeOAuthError(w, serr)
-		return
-	}
-	ttl := client.TokenTTL.Round(time.Second)
-	if ttl < time.Second {
-		ttl = time.Second
-	}
-	now := h.now().Truncate(time.Second)
-	c := oauth.Claims{
-		KeyID: key.ID, ClientID: client.ClientID, Scopes: oauth.Refs(scopes),
-		IssuedAt: now, ExpiresAt: now.Add(ttl), SecretGen: oauth.GenOf(client.SecretSHA256),
-	}
-	if _, err := rand.Read(c.ID[:]); err != nil {
-		writeOAuthError(w, &oauth.Error{Status: http.StatusInternalServerError, Code: "server_error", Description: "no randomness"})
-		return
-	}
-	tok, err := h.oauth.signer.Issue(c)
-	if err != nil {
-		writeOAuthError(w, &oauth.Error{Status: http.StatusInternalServerError, Code: "server_error", Description: "the token could not be issued"})
+	tok, c, scopes, oerr := h.oauth.Issue(client, tr.Scopes, tr.HasScope, h.now())
+	if oerr != nil {
+		h.oauthLog(zap.WarnLevel, "oauth token refused", client.ClientID, zap.String("developer_key", client.Key.ID),
+			zap.String("reason", oerr.Description))
+		writeOAuthError(w, oerr)
 		return
 	}
 	oauthTokensIssued.WithLabelValues(client.ClientID).Inc()
 	h.oauthLog(zap.InfoLevel, "oauth token issued", client.ClientID,
-		zap.String("developer_key", key.ID), zap.String("token_id", c.ShortID()),
+		zap.String("developer_key", c.KeyID), zap.String("token_id", c.ShortID()),
 		zap.Time("expires_at", c.ExpiresAt), zap.Int("scopes", len(scopes)))
 	writeOAuthJSON(w, http.StatusOK, map[string]any{
 		"access_token": tok,
 		"token_type":   "Bearer",
-		"expires_in":   int64(ttl / time.Second),
+		"expires_in":   int64(c.ExpiresAt.Sub(c.IssuedAt) / time.Second),
 		"scope":        strings.Join(scopes, " "),
 	})
 }
@@ -382,7 +283,7 @@ func (h *Handler) serveClientEndpoint(w http.ResponseWriter, r *http.Request, pa
 		return
 	}
 	now := h.now()
-	claims, entry, _, verr := h.oauth.verifyGatewayToken(store, toks[0], now)
+	claims, entry, _, verr := h.oauth.Verify(store, toks[0], now)
 	own := verr == nil && claims.ClientID == client.ClientID
 	if path == oauth.RevokePath {
 		if own && now.Before(claims.ExpiresAt) {
@@ -461,73 +362,6 @@ func (h *Handler) authenticateClient(w http.ResponseWriter, r *http.Request, sto
 	w.Header().Set("WWW-Authenticate", basicRealm)
 	writeOAuthError(w, oauth.InvalidClient())
 	return nil, false
-}
-
-// DecideGatewayToken decides a request carrying a gateway-format token.
-// ok is false when the token is not one (or OAuth is off): the caller then
-// looks the token up in the keys file as usual. Otherwise the token is
-// verified, turned into a TokenEntry and evaluated by policy.Evaluate
-// exactly as a file token, held to the token's own scopes.
-func (g *oauthGate) DecideGatewayToken(store *policy.Store, token string, req policy.Request) (d policy.Decision, ok bool) {
-	if !oauth.IsGatewayToken(token) {
-		return policy.Decision{}, false
-	}
-	_, e, tokenSet, err := g.verifyGatewayToken(store, token, req.Now)
-	if err != nil {
-		return policy.Decision{Outcome: policy.InvalidToken, Reason: err.Error()}, true
-	}
-	if tokenSet != nil {
-		e.HoldTo(tokenSet)
-	}
-	d = policy.Evaluate(e, req)
-	return d, true
-}
-
-// verifyGatewayToken checks a gateway token's signature and binds it to
-// the current store. err means "Invalid access token." (bad form or
-// signature, developer key gone, or a key without upstream_token); a token
-// that verified but no longer stands comes back with entry.Revoked set.
-func (g *oauthGate) verifyGatewayToken(store *policy.Store, token string, now time.Time) (oauth.Claims, *policy.TokenEntry, *matcher.Set, error) {
-	if !oauth.IsGatewayToken(token) {
-		return oauth.Claims{}, nil, nil, oauth.ErrMalformed
-	}
-	c, err := g.signer.Verify(token)
-	if err != nil {
-		return oauth.Claims{}, nil, nil, err
-	}
-	key := store.Key(c.KeyID)
-	if key == nil {
-		return oauth.Claims{}, nil, nil, fmt.Errorf("developer key %q no longer exists", c.KeyID)
-	}
-	if _, ok := key.UpstreamToken(); !ok {
-		return oauth.Claims{}, nil, nil, fmt.Errorf("developer key %q has no upstream_token", c.KeyID)
-	}
-	var view *oauth.ClientView
-	var cache *clientCache
-	if cl := store.Client(c.ClientID); cl != nil {
-		if cl.Key == key {
-			cache = g.clientCache(store, cl)
-			view = cache.view
-		} else {
-			// The client moved to another key: Check reports it.
-			view = &oauth.ClientView{ClientID: cl.ClientID, SecretSHA256: cl.SecretSHA256, KeyID: cl.Key.ID,
-				KeyRequireScopes: key.RequireScopes, KeyScopes: key.Scopes, ClientScopes: cl.Scopes}
-		}
-	}
-	scopes, reason := oauth.Check(&c, view, revocations.Has(c.ID))
-	e := &policy.TokenEntry{
-		ID: c.ShortID(), Key: key, Label: "oauth client " + c.ClientID,
-		Scopes: scopes, ExpiresAt: c.ExpiresAt,
-		Revoked: reason != "", RevokedReason: reason,
-	}
-	if e.Revoked {
-		return c, e, nil, nil
-	}
-	set, err := cache.set(store, &c, scopes)
-	if err != nil {
-		return oauth.Claims{}, nil, nil, fmt.Errorf("token scopes do not compile: %v", err)
-	}
-	return c, e, set, nil
 }
 
 // oauthLog writes one OAuth log line. clientID must be a registered id (or
@@ -675,7 +509,7 @@ func (h *Handler) serveSubstitutedTokenEndpoint(w http.ResponseWriter, r *http.R
 		})
 	}
 	now := h.now()
-	claims, _, _, err := h.oauth.verifyGatewayToken(h.keystore.current.Load(), token, now)
+	claims, _, _, err := h.oauth.Verify(h.keystore.current.Load(), token, now)
 	if err != nil {
 		// The policy allowed it a moment ago; a reload may have removed
 		// the key since. Canvas's answer for a token that does not stand.

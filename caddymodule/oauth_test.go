@@ -78,7 +78,7 @@ func BenchmarkGatewayTokenDecision(b *testing.B) {
 	}
 	cl := store.Client("job-1")
 	now := time.Now()
-	tok, err := h.oauth.signer.Issue(oauth.Claims{
+	tok, err := h.oauth.Signer.Issue(oauth.Claims{
 		ID: [16]byte{1}, KeyID: "m2m", ClientID: "job-1",
 		Scopes:   oauth.Refs([]string{"url:GET|/api/v1/courses", "url:GET|/api/v1/courses/:id"}),
 		IssuedAt: now, ExpiresAt: now.Add(time.Hour), SecretGen: oauth.GenOf(cl.SecretSHA256),

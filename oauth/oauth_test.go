@@ -128,50 +128,6 @@ func TestForgedAndTruncatedTokens(t *testing.T) {
 	}
 }
 
-func TestCheck(t *testing.T) {
-	secret := sha256.Sum256([]byte("secret"))
-	view := func() *ClientView {
-		return &ClientView{ClientID: "job-1", SecretSHA256: secret, KeyID: "vendor-a", KeyRequireScopes: true,
-			KeyScopes: []string{"url:GET|/api/v1/courses", "url:GET|/api/v1/courses/:id", "url:GET|/api/v1/users"}}
-	}
-	c := testClaims()
-	scopes, reason := Check(&c, view(), false)
-	if reason != "" || !slices.Equal(scopes, []string{"url:GET|/api/v1/courses", "url:GET|/api/v1/courses/:id"}) &&
-		!slices.Equal(scopes, []string{"url:GET|/api/v1/courses/:id", "url:GET|/api/v1/courses"}) {
-		t.Fatalf("valid: %v %q", scopes, reason)
-	}
-	rotated := view()
-	rotated.SecretSHA256 = sha256.Sum256([]byte("new secret"))
-	narrowedKey := view()
-	narrowedKey.KeyScopes = []string{"url:GET|/api/v1/courses"}
-	narrowedClient := view()
-	narrowedClient.ClientScopes = []string{"url:GET|/api/v1/courses"}
-	moved := view()
-	moved.KeyID = "vendor-b"
-	for name, tc := range map[string]struct {
-		v       *ClientView
-		revoked bool
-		want    string
-	}{
-		"client removed":      {nil, false, "no longer exists"},
-		"secret rotated":      {rotated, false, "rotated"},
-		"revoked":             {view(), true, "revoked"},
-		"scope left the key":  {narrowedKey, false, "no longer on developer key"},
-		"client narrowed":     {narrowedClient, false, "no longer granted"},
-		"client moved to key": {moved, false, "now bound"},
-	} {
-		if _, reason := Check(&c, tc.v, tc.revoked); !strings.Contains(reason, tc.want) {
-			t.Errorf("%s: reason %q, want it to mention %q", name, reason, tc.want)
-		}
-	}
-	// An unscoped key: unknown refs are dropped, not fatal.
-	unscoped := view()
-	unscoped.KeyRequireScopes, unscoped.KeyScopes = false, nil
-	if _, reason := Check(&c, unscoped, false); reason != "" {
-		t.Fatalf("unscoped key: %q", reason)
-	}
-}
-
 func TestExtractCredentials(t *testing.T) {
 	basic := func(id, secret string) []string {
 		return []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))}

@@ -9,10 +9,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 	"unsafe"
 
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/oauth"
 )
 
 // Store is one compiled, immutable snapshot of a keys file. It is safe for
@@ -42,6 +44,16 @@ type Key struct {
 	upstreamToken string
 	idValue       any
 	index         int
+	// scopeRefs are the references (oauth.RefOf) of Scopes, for binding
+	// gateway tokens, whose claims carry references, to the key.
+	scopeRefs map[oauth.ScopeRef]struct{}
+}
+
+// HoldsScopeRef reports whether the key holds the scope a gateway token's
+// reference names.
+func (k *Key) HoldsScopeRef(r oauth.ScopeRef) bool {
+	_, ok := k.scopeRefs[r]
+	return ok
 }
 
 // Index is the key's position in Keys() of the store that compiled it.
@@ -108,6 +120,58 @@ type ClientEntry struct {
 	Key          *Key
 	TokenTTL     time.Duration
 	Scopes       []string // nil: the key's scopes
+
+	// scopeRefs are the references of EffectiveScopes, in its order.
+	scopeRefs []oauth.ScopeRef
+	// sets caches the compiled sets of the scope lists its tokens carry,
+	// by their references; it lives and dies with the store.
+	setsMu sync.Mutex
+	sets   map[string]*matcher.Set
+}
+
+// EffectiveScopes are the client's own scopes, or its key's.
+func (c *ClientEntry) EffectiveScopes() []string {
+	if c.Scopes != nil {
+		return c.Scopes
+	}
+	return c.Key.Scopes
+}
+
+// ScopeRefs are the references of EffectiveScopes, in its order.
+func (c *ClientEntry) ScopeRefs() []oauth.ScopeRef { return c.scopeRefs }
+
+// maxCachedSets bounds the sets cached per client (one per distinct scope
+// request).
+const maxCachedSets = 64
+
+// ScopeSet returns the compiled set of scopes (a token's, named by refs),
+// cached per client so that a request with a gateway token compiles
+// nothing.
+func (c *ClientEntry) ScopeSet(refs []oauth.ScopeRef, scopes []string) (*matcher.Set, error) {
+	b := make([]byte, 0, 8*len(refs))
+	for _, r := range refs {
+		b = append(b, r[:]...)
+	}
+	id := string(b)
+	c.setsMu.Lock()
+	set, ok := c.sets[id]
+	c.setsMu.Unlock()
+	if ok {
+		return set, nil
+	}
+	set, err := matcher.Intern(scopes)
+	if err != nil {
+		return nil, err
+	}
+	c.setsMu.Lock()
+	if c.sets == nil {
+		c.sets = map[string]*matcher.Set{}
+	}
+	if len(c.sets) < maxCachedSets {
+		c.sets[id] = set
+	}
+	c.setsMu.Unlock()
+	return set, nil
 }
 
 // Errors about a secret field name the field and line, never its value.
@@ -170,6 +234,10 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 			}
 			k.upstreamToken = tok
 		}
+		k.scopeRefs = make(map[oauth.ScopeRef]struct{}, len(k.Scopes))
+		for _, sc := range k.Scopes {
+			k.scopeRefs[oauth.RefOf(sc)] = struct{}{}
+		}
 		k.idValue = k.ID
 		k.index = len(s.keys)
 		s.keys = append(s.keys, k)
@@ -224,7 +292,9 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 				errs = append(errs, ConfigError{File: name, Line: c.line, Field: "clients.scopes", Msg: fmt.Sprintf("scope %q is not on developer key %q; a client may only hold a subset of its key's scopes", missing, k.ID)})
 			}
 		}
-		s.clients[c.ClientID] = &ClientEntry{ClientID: c.ClientID, SecretSHA256: c.SecretSHA256, Key: k, TokenTTL: c.TokenTTL, Scopes: c.Scopes}
+		ce := &ClientEntry{ClientID: c.ClientID, SecretSHA256: c.SecretSHA256, Key: k, TokenTTL: c.TokenTTL, Scopes: c.Scopes}
+		ce.scopeRefs = oauth.RefsInOrder(ce.EffectiveScopes())
+		s.clients[c.ClientID] = ce
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -264,11 +334,6 @@ func (s *Store) Lookup(token string) *TokenEntry {
 
 // LookupHash finds a registered token by its SHA-256.
 func (s *Store) LookupHash(h [32]byte) *TokenEntry { return s.tokens.lookup(&h) }
-
-// ScopeSet returns the compiled set for a scope list, shared with every key
-// and token holding the same scopes (matcher.Intern). Used for tokens whose
-// scopes are not in the file (OAuth).
-func (s *Store) ScopeSet(scopes []string) (*matcher.Set, error) { return matcher.Intern(scopes) }
 
 // HashToken is the SHA-256 of the token's full text, the form in which
 // tokens are stored.
