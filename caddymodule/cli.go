@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -141,11 +140,11 @@ func runValidate(path string, allowUnknown bool, stdout, stderr io.Writer) int {
 		switch {
 		case errors.As(err, &ces):
 			for _, e := range ces {
-				fmt.Fprintln(stderr, withScopeSuggestions(e, allowUnknown))
+				fmt.Fprintln(stderr, e)
 			}
 			fmt.Fprintf(stderr, "%s: %d problem(s)\n", path, len(ces))
 		case errors.As(err, &ce):
-			fmt.Fprintln(stderr, withScopeSuggestions(ce, allowUnknown))
+			fmt.Fprintln(stderr, ce)
 			fmt.Fprintf(stderr, "%s: 1 problem(s)\n", path)
 		default:
 			fmt.Fprintf(stderr, "%s: %v\n", path, err)
@@ -154,49 +153,6 @@ func runValidate(path string, allowUnknown bool, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d developer key(s), %d token(s)\n", path, len(store.Keys()), store.TokenCount())
 	return exitOK
-}
-
-// withScopeSuggestions adds did-you-mean suggestions to a malformed scope
-// error (the keys file parser suggests only for well-formed scopes missing
-// from the catalogue).
-func withScopeSuggestions(e policy.ConfigError, allowUnknown bool) string {
-	line := e.Error()
-	if !strings.Contains(e.Field, ".scopes[") || strings.Contains(e.Msg, "did you mean") {
-		return line
-	}
-	rest, ok := strings.CutPrefix(e.Msg, "scope ")
-	if !ok {
-		return line
-	}
-	q, err := strconv.QuotedPrefix(rest)
-	if err != nil {
-		return line
-	}
-	scope, err := strconv.Unquote(q)
-	if err != nil {
-		return line
-	}
-	candidates := []string{scope}
-	if !strings.HasPrefix(scope, "url:") && strings.Contains(scope, "|") {
-		candidates = append(candidates, "url:"+scope)
-	}
-	for _, c := range candidates {
-		var ve *matcher.ValidationError
-		if err := matcher.ValidateScopes([]string{c}, allowUnknown); errors.As(err, &ve) && len(ve.Problems) == 1 && len(ve.Problems[0].Suggestions) > 0 {
-			return line + "; did you mean " + quoteJoin(ve.Problems[0].Suggestions) + "?"
-		} else if err == nil && c != scope {
-			return line + "; did you mean " + strconv.Quote(c) + "?"
-		}
-	}
-	return line
-}
-
-func quoteJoin(s []string) string {
-	q := make([]string, len(s))
-	for i, v := range s {
-		q[i] = strconv.Quote(v)
-	}
-	return strings.Join(q, " or ")
 }
 
 type explainOptions struct {

@@ -5,17 +5,6 @@ import (
 	"testing"
 )
 
-// explainFields parses explain's "name: value" lines.
-func explainFields(out string) map[string]string {
-	fields := map[string]string{}
-	for _, line := range strings.Split(out, "\n") {
-		if name, value, ok := strings.Cut(line, ":"); ok {
-			fields[strings.TrimSpace(name)] = strings.TrimSpace(value)
-		}
-	}
-	return fields
-}
-
 // The gate and `caddy canvas-scopes explain` make one decision (both call
 // gate.Decide): for every request of the decision, canonical-path, include
 // and masquerade tests that explain can express (a method, a URL and a
@@ -61,7 +50,7 @@ func TestExplainAgreesWithGate(t *testing.T) {
 		forwarded := up.take()
 
 		out, _, code := runCLI(t, "", "explain", "--keys", in.keysPath, "--token-sha256", sha(rq.token), rq.method, rq.target)
-		f := explainFields(out)
+		f := explainLines(out)
 		decision := f["decision"]
 		if enforced, ok := strings.CutPrefix(decision, "would_deny (report mode: enforce would answer "); ok {
 			decision = strings.TrimSuffix(enforced, ")")

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -84,7 +85,9 @@ type ConfigError struct {
 	File  string
 	Line  int
 	Field string
-	Msg   string
+	Msg   string // includes the suggestions, as "; did you mean …?"
+	// Suggestions are what Msg proposes instead, when anything.
+	Suggestions []string
 }
 
 func (e ConfigError) Error() string {
@@ -351,20 +354,14 @@ func (p *parser) scopes(n *node, at path) []string {
 		if p.validScopes[s] {
 			continue
 		}
-		if _, err := matcher.ParseScope(s); err != nil {
-			p.errorf(off, at.index(i), "%v", err)
-			continue
-		}
-		if !p.opts.AllowUnknownScopes {
-			if ok, sugg := matcher.CheckCatalogue(s); !ok {
-				msg := fmt.Sprintf("scope %q is not in the Canvas scope catalogue", s)
-				if len(sugg) > 0 {
-					msg += "; did you mean " + quoteList(sugg) + "?"
-				}
+		if prob := matcher.CheckScope(s, p.opts.AllowUnknownScopes); prob != nil {
+			msg := prob.Message()
+			if errors.Is(prob.Err, matcher.ErrNotInCatalogue) {
 				msg += " (allow_unknown_scopes accepts scopes from newer Canvas versions or plugins)"
-				p.errorf(off, at.index(i), "%s", msg)
-				continue
 			}
+			p.errorf(off, at.index(i), "%s", msg)
+			p.errs[len(p.errs)-1].Suggestions = prob.Suggestions
+			continue
 		}
 		if p.validScopes == nil {
 			p.validScopes = map[string]bool{}
@@ -639,42 +636,14 @@ func join(path, name string) string {
 	return path + "." + name
 }
 
-func quoteList(s []string) string {
-	q := make([]string, len(s))
-	for i, v := range s {
-		q[i] = fmt.Sprintf("%q", v)
-	}
-	return strings.Join(q, " or ")
-}
-
 // closest returns the candidate with the smallest edit distance to s when it
 // is close enough to be a plausible typo.
 func closest(s string, candidates []string) string {
 	best, bestD := "", len(s)/2+2
 	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
+		if d := matcher.EditDistance(s, c); d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -283,3 +283,19 @@ func BenchmarkDecideAllowed(b *testing.B) {
 		}
 	}
 }
+
+// A scope problem carries its suggestions from where it is found
+// (matcher.CheckScope) into the keys-file error, for malformed scopes too,
+// so validate, explain and Caddy's provisioning print the same line.
+func TestScopeErrorsCarrySuggestions(t *testing.T) {
+	_, err := Load("k.json", []byte(`{"developer_keys": [{"id": "a", "scopes": ["url:GET /api/v1/courses", "GET|/api/v1/courses", "url:GET|/api/v1/course"]}]}`), ParseOptions{}, CompileOptions{})
+	var ces ConfigErrors
+	if !errors.As(err, &ces) || len(ces) != 3 {
+		t.Fatalf("got %v", err)
+	}
+	for _, e := range ces {
+		if !slices.Contains(e.Suggestions, "url:GET|/api/v1/courses") || !strings.Contains(e.Msg, `did you mean "url:GET|/api/v1/courses"`) {
+			t.Errorf("%s: suggestions %q", e.Error(), e.Suggestions)
+		}
+	}
+}
