@@ -99,7 +99,7 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 		if boundary == "" {
 			return nil, badRequest(MsgInvalidMultipart)
 		}
-		parts, closeAt, e := scanMultipart(req.Body, boundary)
+		parts, closeAt, e := scanMultipart(req.Body, boundary, lim.MaxParams-count)
 		if e != nil {
 			return nil, e
 		}
