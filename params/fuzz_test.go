@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // refTopName is an independent reading of Rack 2's top-level name of a raw
@@ -99,6 +100,7 @@ func FuzzFilterIncludesJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"a":1,"include":"x","b":[1]}`, `{"include":["x","uuid","uuid"]}`, `{"include":["x"]}`, `{ "include" : [ "uuid" ] , "z" : {"include":1} }`,
 		`["include"]`, `{"a":1,"a":2}`, `{"\u0069nclude":"x","a":"\ud800"}`, `{}`, ` 1 `, `{"a":[[[[]]]],"includes":null}`, `{"a":1,}`,
+		"{\"a\":\"\xc3\xa9\xed\xa0\x80\"}", "{\"include\":[\"uuid\"]}\xff",
 	} {
 		f.Add([]byte(s))
 	}
@@ -115,7 +117,7 @@ func FuzzFilterIncludesJSON(f *testing.F) {
 			}
 			return
 		}
-		if !json.Valid(in) {
+		if !json.Valid(in) || !utf8.Valid(in) {
 			t.Fatalf("accepted invalid JSON %q", in)
 		}
 		if !json.Valid(out) {

@@ -93,9 +93,14 @@ func scanMultipart(b []byte, boundary string, maxParts int) ([]mpPart, int, *Err
 }
 
 // isTokenChar is a MIME parameter token byte (RFC 2045: tspecials out).
-func isTokenChar(c byte) bool {
-	return c > 0x20 && c < 0x7f && strings.IndexByte(`()<>@,;:\"/[]?=`, c) < 0
-}
+func isTokenChar(c byte) bool { return tokenChars[c] }
+
+var tokenChars = func() (t [256]bool) {
+	for c := 0x21; c < 0x7f; c++ {
+		t[c] = strings.IndexByte(`()<>@,;:\"/[]?=`, byte(c)) < 0
+	}
+	return t
+}()
 
 // isHeaderNameChar is an HTTP field-name byte (RFC 9110 tchar), which
 // also leaves out '{' and '}': Go's MIME reader refuses a part header
