@@ -435,10 +435,11 @@ func multipartItems(parts []mpPart, lim Limits, count *int, c *container, creds 
 }
 
 // FilterIncludesMultipart applies Canvas's include/includes rule to a
-// multipart/form-data body: parts are named by their Content-Disposition
-// name and treated like query pairs. Removed parts are cut out; every other
-// part (including file parts) and the close delimiter are kept byte for
-// byte. Malformed or ambiguous bodies are refused with a *Error.
+// multipart/form-data body: parts are named as Rack names them (see
+// partName) and treated like query pairs. Removed parts are cut out; every
+// other part (including file parts) and the close delimiter are kept byte
+// for byte. Malformed or ambiguous bodies, and bodies of more parts than
+// DefaultLimits().MaxParams, are refused with a *Error.
 func FilterIncludesMultipart(body []byte, boundary string) (out []byte, removed int, err error) {
 	if !validBoundary(boundary) {
 		return nil, 0, badRequest(MsgInvalidMultipart)
