@@ -129,7 +129,7 @@ func Available() error {
 			return
 		}
 		defer os.RemoveAll(dir)
-		out, err := exec.Command(ruby, "-e", `require "./reading"; print "ok"`).CombinedOutput()
+		out, err := exec.Command(ruby, "-e", `require ARGV[0]; print "ok"`, filepath.Join(dir, "reading.rb")).CombinedOutput()
 		if err != nil || string(out) != "ok" {
 			availableErr = fmt.Errorf("ruby cannot load Rack, ActionDispatch and Puma (Debian packages: ruby-rack ruby-actionpack puma): %v: %.300s", err, out)
 		}
