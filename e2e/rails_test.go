@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -41,16 +40,6 @@ var railsKeys = map[string]railsKey{
 	upstreamTok: {filters: true}, // only ever the substitution key's
 }
 
-// pendingRailsCases are bypass cases from issue 12 that fail until the
-// fixes named are merged: they skip (naming the item) unless
-// RAILS_RUN_PENDING=1. Delete an entry once its fix is in.
-var pendingRailsCases = map[string]string{
-	"1/unnamed part named include[] by its Content-Type":          "issue 12 item 1 (multipart part names)",
-	"1/unnamed part named access_token[] by its Content-Type":     "issue 12 item 1 (multipart part names)",
-	"1/unnamed part named as_user_id by its filename":             "issue 12 item 1 (multipart part names)",
-	"2/non-numeric Host port with a comma, X-Forwarded-Host sent": "issue 12 item 2 (hosts binding)",
-	"2/non-numeric Host port with a comma":                        "issue 12 item 2 (hosts binding)",
-}
 
 func startRailsGate(t *testing.T) (*instance, *rackparity.StandIn) {
 	t.Helper()
@@ -290,9 +279,6 @@ func TestRailsBypasses(t *testing.T) {
 	in, rails := startRailsGate(t)
 	for _, c := range railsBypassCases() {
 		t.Run(c.item+"/"+c.name, func(t *testing.T) {
-			if reason, pending := pendingRailsCases[c.item+"/"+c.name]; pending && os.Getenv("RAILS_RUN_PENDING") != "1" {
-				t.Skipf("fails until the fix of %s is merged (RAILS_RUN_PENDING=1 runs it)", reason)
-			}
 			status, body := in.send1(t, c.raw, c.method)
 			got, err := rails.Take()
 			if err != nil {
