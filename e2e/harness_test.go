@@ -192,6 +192,9 @@ type siteConfig struct {
 	Site     string // extra site directives
 	Env      []string
 	KeysJSON string
+	// UpstreamAddr is the reverse_proxy target (host:port) when no
+	// recording upstream is given, e.g. the Rails stand-in.
+	UpstreamAddr string
 }
 
 // startCaddy writes the keys file and a Caddyfile with the gate in front of
@@ -205,7 +208,7 @@ func startCaddy(t testing.TB, up *upstream, sc siteConfig) *instance {
 		t.Fatal(err)
 	}
 	in.httpPort, in.adminPort = freePort(t), freePort(t)
-	upAddr := ""
+	upAddr := sc.UpstreamAddr
 	if up != nil {
 		upAddr = strings.TrimPrefix(up.URL, "http://")
 	}
