@@ -35,7 +35,14 @@ type DeveloperKey struct {
 	AllowMasquerade bool
 	UpstreamToken   string // as written, usually a {env.*} or {file.*} placeholder
 	Mode            Mode
-	line            int
+	// Accounts are the roots of the account subtrees the key is confined
+	// to, in any form Canvas accepts for an account id ("42",
+	// "sis_account_id:ENG", "self"). Empty: not confined.
+	Accounts []string
+	// UnconfinedScopes are scopes of the key let through without
+	// confinement (see package confine).
+	UnconfinedScopes []string
+	line             int
 }
 
 // Token registers one gateway token by the SHA-256 of its full text.
@@ -261,7 +268,7 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 // unknown.
 var (
 	topFields    = []string{"clients", "developer_keys", "tokens"}
-	keyFields    = []string{"allow_includes", "allow_masquerade", "enabled", "hosts", "id", "mode", "name", "require_scopes", "scopes", "upstream_token"}
+	keyFields    = []string{"accounts", "allow_includes", "allow_masquerade", "enabled", "hosts", "id", "mode", "name", "require_scopes", "scopes", "unconfined_scopes", "upstream_token"}
 	tokenFields  = []string{"developer_key", "expires_at", "label", "revoked", "scopes", "sha256"}
 	clientFields = []string{"client_id", "developer_key", "scopes", "secret_sha256", "token_ttl"}
 )
@@ -389,6 +396,7 @@ func (p *parser) sha256(n *node, at path) [32]byte {
 func (p *parser) developerKey(n *node, at path) DeveloperKey {
 	k := DeveloperKey{RequireScopes: true, Enabled: true, line: p.line(n.offset)}
 	var hasScopes bool
+	var scopesNode, accountsNode, unconfinedNode *member
 	p.object(n, at, keyFields, func(m *member) bool {
 		v, f := m.value, at.dot(m.name)
 		switch m.name {
@@ -398,7 +406,14 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 			k.Name = p.keep(p.str(v, f))
 		case "scopes":
 			hasScopes = true
+			scopesNode = m
 			k.Scopes = p.scopes(v, f)
+		case "accounts":
+			accountsNode = m
+			k.Accounts = p.strings(v, f)
+		case "unconfined_scopes":
+			unconfinedNode = m
+			k.UnconfinedScopes = p.strings(v, f)
 		case "require_scopes":
 			k.RequireScopes = p.boolean(v, f)
 		case "allow_includes":
@@ -438,6 +453,9 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 	}
 	if n.kind == kindObject && !hasScopes && k.RequireScopes {
 		p.errorf(n.offset, at.dot("scopes"), "is required when require_scopes is true (an empty list allows nothing but /login/oauth2/token)")
+	}
+	if n.kind == kindObject {
+		p.confinement(&k, at, scopesNode, accountsNode, unconfinedNode)
 	}
 	return k
 }
