@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/confine"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
@@ -91,6 +92,10 @@ type Handler struct {
 	// at least 32 bytes. The first key signs; all keys verify.
 	TokenSigningKeys []string `json:"token_signing_keys,omitempty"`
 
+	// CanvasAPI is the Canvas that account confinement asks, with its own
+	// token (see confine.go). Required when a key has accounts.
+	CanvasAPI *CanvasAPIConfig `json:"canvas_api,omitempty"`
+
 	keystore   *keystore
 	poolKey    string
 	logger     *zap.Logger
@@ -100,6 +105,7 @@ type Handler struct {
 	now        func() time.Time
 	counters   *counterCache
 	oauth      *oauthGate
+	confiner   *confine.Confiner
 }
 
 // MetricsConfig controls the gate's Prometheus labels.
@@ -166,6 +172,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionOAuth(ctx); err != nil {
 		return err
 	}
+	if err := h.provisionConfine(ctx); err != nil {
+		return err
+	}
 	return registerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -195,6 +204,7 @@ func (h *Handler) validateConfig() error {
 
 // Cleanup releases this config's reference to the shared key store.
 func (h *Handler) Cleanup() error {
+	h.cleanupConfine()
 	if h.poolKey != "" {
 		_, err := keystores.Delete(h.poolKey)
 		return err
@@ -295,6 +305,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	filter := key.RequireScopes && !key.AllowIncludes && !h.reportOnly && key.Mode != policy.ModeReport
 	if h.LogAllowed > 0 && rand.Float64() < h.LogAllowed {
 		h.logDecision(zap.InfoLevel, "request allowed", r, canonical, d, tokenID, false)
+	}
+	if key.Confined() {
+		if done, err := h.serveConfined(w, r, next, start, canonical, body, kind, insp, d, tokenID, filter); done {
+			return err
+		}
 	}
 	return h.forward(w, r, next, start, canonical, body, kind, insp, d, filter)
 }
