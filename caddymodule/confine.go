@@ -154,7 +154,7 @@ func (h *Handler) serveConfined(w http.ResponseWriter, r *http.Request, next cad
 	}
 	res := h.confiner.Check(r.Context(), &confine.Request{
 		Scope: d.Scope, Unconfined: key.Unconfined(d.Scope), Path: canonical,
-		Params: insp.EachParam, Roots: key.Accounts, Now: start,
+		Params: insp, Roots: key.Accounts, Now: start,
 	})
 	if res.Outcome != confine.Inside {
 		return h.confinementDenied(w, r, next, start, canonical, body, kind, insp, d, tokenID, res, report)

@@ -122,10 +122,9 @@ func (c *Confiner) Check(ctx context.Context, q *Request) Result {
 		}
 		refs = r.PathRefs(refs, q.Path)
 	}
-	nPath := len(refs)
-	refs = MoveRefs(refs, q.Params)
-	res := Result{Moves: len(refs) > nPath}
-	if len(refs) == 0 {
+	moves := MoveRefs(q.Params)
+	res := Result{Moves: len(moves) > 0}
+	if len(refs) == 0 && len(moves) == 0 {
 		return res
 	}
 	var rootBuf [4]string
@@ -139,11 +138,13 @@ func (c *Confiner) Check(ctx context.Context, q *Request) Result {
 			roots = append(roots, obj.ID)
 		}
 	}
-	for _, ref := range refs {
-		out := c.resolve(ctx, ref, roots, q.Now)
-		if out.Outcome != Inside {
-			out.Moves = res.Moves
-			return out
+	for _, list := range [2][]Ref{refs, moves} {
+		for _, ref := range list {
+			out := c.resolve(ctx, ref, roots, q.Now)
+			if out.Outcome != Inside {
+				out.Moves = res.Moves
+				return out
+			}
 		}
 	}
 	return res

@@ -72,19 +72,29 @@ var MoveParams = []struct {
 	{[]string{"group_category_id"}, KindGroupCategory},
 }
 
-// Params iterates over a request's query and body parameters: decoded key
-// in Rack's bracket form and decoded value (params.Inspection.EachParam).
-type Params func(yield func(key, value string) bool)
+// Params are a request's query and body parameters (a
+// *params.Inspection): EachParam yields each decoded key, in Rack's bracket
+// form, with its decoded value; MayContain is a cheap test that is false
+// only when no key or value can contain one of words.
+type Params interface {
+	MayContain(words ...string) bool
+	EachParam(yield func(key, value string) bool)
+}
 
-// MoveRefs appends the objects named by move parameters. A key is read
+// moveWords is in every move parameter's name.
+var moveWords = [...]string{"_id", "source_course"}
+
+// MoveRefs returns the objects named by move parameters (nil, without
+// allocating, when the parameters cannot hold one). A key is read
 // loosely (every bracketed part, empty ones dropped), so "course[account_id][]"
 // and "[course]][account_id]" are checked as course[account_id]: reading more
 // keys as moves can only deny more.
-func MoveRefs(dst []Ref, params Params) []Ref {
-	if params == nil {
-		return dst
+func MoveRefs(params Params) []Ref {
+	if params == nil || !params.MayContain(moveWords[:]...) {
+		return nil
 	}
-	params(func(key, value string) bool {
+	var dst []Ref
+	params.EachParam(func(key, value string) bool {
 		if value == "" || !mayMove(key) {
 			return true
 		}

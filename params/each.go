@@ -115,3 +115,36 @@ func eachJSONValue(dec *json.Decoder, tok json.Token, key string, yield func(key
 	}
 	return true // null
 }
+
+// MayContain reports whether some parameter key or value could contain
+// one of words. It is false only when neither the raw query nor the raw
+// body contains any of them and no escape ("%", or "\" in JSON) could hide
+// one: a cheap test before EachParam, which allocates.
+func (in *Inspection) MayContain(words ...string) bool {
+	if mayContain(in.rawQuery, words) {
+		return true
+	}
+	switch in.kind {
+	case BodyForm, BodyMultipart, BodyJSON:
+		b := in.body
+		for _, w := range words {
+			if bytes.Contains(b, []byte(w)) {
+				return true
+			}
+		}
+		return bytes.IndexByte(b, '%') >= 0 || (in.kind == BodyJSON && bytes.IndexByte(b, '\\') >= 0)
+	}
+	return false
+}
+
+func mayContain(raw string, words []string) bool {
+	if strings.IndexByte(raw, '%') >= 0 {
+		return true
+	}
+	for _, w := range words {
+		if strings.Contains(raw, w) {
+			return true
+		}
+	}
+	return false
+}
