@@ -341,6 +341,9 @@ func runExplain(o explainOptions, stdout, stderr io.Writer) int {
 			field("matched scope", "%s", d.Scope)
 		}
 	}
+	if key.Confined() {
+		field("accounts", "%s", explainConfinement(key, d.Scope, canonical, insp))
+	}
 
 	// What the handler would forward (forward() in handler.go).
 	filter := d.Outcome == policy.Allowed && key.RequireScopes && !key.AllowIncludes && !report

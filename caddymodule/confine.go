@@ -281,3 +281,36 @@ func handleLookupCachePurge(w http.ResponseWriter, r *http.Request) error {
 	})
 	return writeAdminJSON(w, http.StatusOK, map[string]int{"purged_caches": n})
 }
+
+// explainConfinement says, for `explain`, what the confinement step would
+// look up for an allowed request (explain itself asks Canvas nothing).
+func explainConfinement(key *policy.Key, scope, canonical string, insp *params.Inspection) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "confined to %s", strings.Join(key.Accounts, ", "))
+	if scope == "" {
+		return b.String()
+	}
+	var refs []confine.Ref
+	if key.Unconfined(scope) {
+		b.WriteString("; the scope is in unconfined_scopes")
+	} else if r := (&confine.Confiner{}).RouteOf(scope); !r.Confinable() {
+		fmt.Fprintf(&b, "; the route has no account context (%s): denied as outside_accounts", r.NoContext)
+		return b.String()
+	} else {
+		refs = r.PathRefs(nil, canonical)
+	}
+	refs = append(refs, confine.MoveRefs(insp)...)
+	if len(refs) == 0 {
+		b.WriteString("; nothing to look up")
+		return b.String()
+	}
+	b.WriteString("; at request time Canvas is asked about")
+	for i, ref := range refs {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, " %s %s (%s)", ref.Kind, excerpt(ref.ID), excerpt(ref.Param))
+	}
+	b.WriteString(", each of which must lie inside those accounts")
+	return b.String()
+}
