@@ -19,7 +19,7 @@ func TestExplainConfinedKey(t *testing.T) {
 	}
 	for target, want := range map[string]string{
 		"/api/v1/courses/10?course[account_id]=3": `accounts:        confined to sis_account_id:ENG; at request time Canvas is asked about course "10" ("id"), account "3" ("course[account_id]")`,
-		"/api/v1/users/5": "the scope is in unconfined_scopes; nothing to look up",
+		"/api/v1/users/5":                         "the scope is in unconfined_scopes; nothing to look up",
 	} {
 		method := "PUT"
 		if strings.HasPrefix(target, "/api/v1/users") {
