@@ -15,9 +15,15 @@ import (
 func (h *Handler) act(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rq *request, v *gate.Verdict) error {
 	switch v.Action {
 	case gate.Deny:
-		if v.Enforced == gate.LabelNoCredential {
+		switch v.Enforced {
+		case gate.LabelNoCredential:
 			writeNoCredential(w)
-		} else {
+		case gate.LabelOutsideAccounts:
+			writeJSON(w, http.StatusUnauthorized, bodyOutsideAccounts, false)
+		case gate.LabelLookupFailed:
+			w.Header().Set("Retry-After", lookupRetryAfter)
+			writeJSON(w, http.StatusServiceUnavailable, bodyLookupFailed, false)
+		default:
 			writeDenial(w, v.Policy)
 		}
 		return nil
@@ -56,7 +62,11 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 	if v.Upstream != "" {
 		r.Header.Set("Authorization", "Bearer "+v.Upstream)
 	}
-	return next.ServeHTTP(w, r)
+	err := next.ServeHTTP(w, r)
+	if v.Moves && h.confiner != nil {
+		h.confiner.Moved(v.Policy.Scope, rq.facts.Path)
+	}
+	return err
 }
 
 // restoreBody puts the buffered body back on the request, unchanged.

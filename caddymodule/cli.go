@@ -306,6 +306,9 @@ func runExplain(o explainOptions, stdout, stderr io.Writer) int {
 		}
 	}
 	key := v.Key()
+	if key.Confined() {
+		field("accounts", "%s", explainConfinement(key, v.Policy.Scope, f.Path, f.Params))
+	}
 	switch {
 	case v.FilterIncludes && v.Rewrite.IncludesRemoved > 0:
 		field("include filter", "removes %d include value(s)", v.Rewrite.IncludesRemoved)

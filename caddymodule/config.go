@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/confine"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/gate"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 )
@@ -74,6 +75,10 @@ type Handler struct {
 	// at least 32 bytes. The first key signs; all keys verify.
 	TokenSigningKeys []string `json:"token_signing_keys,omitempty"`
 
+	// CanvasAPI is the Canvas that account confinement asks, with its own
+	// token (see confine.go). Required when a key has accounts.
+	CanvasAPI *CanvasAPIConfig `json:"canvas_api,omitempty"`
+
 	keystore *keystore
 	poolKey  string
 	logger   *zap.Logger
@@ -83,6 +88,7 @@ type Handler struct {
 	now      func() time.Time
 	counters *counterCache
 	oauth    *oauthGate
+	confiner *confine.Confiner
 }
 
 // MetricsConfig controls the gate's Prometheus labels.

@@ -15,8 +15,9 @@ import (
 )
 
 // ServeHTTP runs one request through the gate: harden, canonicalise and
-// read it (read.go), decide (gate.Decide, the same call `explain` makes),
-// record the decision (record.go), then act on it (act.go).
+// read it (read.go), decide (gate.Decide, the same call `explain` makes,
+// and for a key confined to accounts the look-ups of confine.go), record
+// the decision (record.go), then act on it (act.go).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	rq := request{start: time.Now()}
 	if answered, err := h.read(w, r, &rq); answered {
@@ -24,6 +25,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	defer rq.release()
 	v := gate.Decide(&rq.facts, h.state(), h.decision)
+	if v.Confine {
+		v = gate.Confine(v, h.lookUpAccounts(r.Context(), &rq.facts, &v), h.decision)
+	}
 	h.record(r, &rq, &v)
 	return h.act(w, r, next, &rq, &v)
 }

@@ -61,11 +61,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionOAuth(ctx); err != nil {
 		return err
 	}
+	if err := h.provisionConfine(ctx); err != nil {
+		return err
+	}
 	return registerMetrics(ctx.GetMetricsRegistry())
 }
 
 // Cleanup releases this config's reference to the shared key store.
 func (h *Handler) Cleanup() error {
+	h.cleanupConfine()
 	if h.poolKey != "" {
 		_, err := keystores.Delete(h.poolKey)
 		return err

@@ -66,6 +66,9 @@ func (h *Handler) record(r *http.Request, rq *request, v *gate.Verdict) {
 	if v.Enforced == gate.LabelBadRequest {
 		fields = append(fields, rq.logFields...)
 	}
+	if v.Confinement != nil {
+		fields = append(fields, confinementFields(v.Confinement)...)
+	}
 	ce.Write(fields...)
 }
 
@@ -76,6 +79,8 @@ func logLine(v *gate.Verdict) (zapcore.Level, string) {
 		return zap.WarnLevel, "request would be refused (report mode)"
 	case v.Label == gate.LabelWouldDeny:
 		return zap.WarnLevel, "request would be denied (report mode)"
+	case v.Confinement != nil:
+		return zap.WarnLevel, "request outside the developer key's accounts"
 	case v.Action == gate.Refuse:
 		return zap.InfoLevel, "request refused"
 	case v.Action == gate.Deny:

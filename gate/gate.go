@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/confine"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/oauth"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
@@ -29,11 +30,16 @@ const (
 	LabelBadRequest   = "bad_request"
 	LabelWouldDeny    = "would_deny"
 	LabelPassthrough  = "passthrough"
+	// LabelOutsideAccounts: a confined key's request touches an object
+	// outside its accounts (or one Canvas says does not exist).
+	LabelOutsideAccounts = "outside_accounts"
+	// LabelLookupFailed: the confinement could not ask Canvas.
+	LabelLookupFailed = "lookup_failed"
 )
 
 // Labels lists every decision label, for metrics that pre-create series.
 var Labels = [...]string{LabelAllowed, LabelInsufficient, LabelInvalid, LabelExpired, LabelRevoked,
-	LabelNoCredential, LabelBadRequest, LabelWouldDeny, LabelPassthrough}
+	LabelNoCredential, LabelBadRequest, LabelWouldDeny, LabelPassthrough, LabelOutsideAccounts, LabelLookupFailed}
 
 // Action is what the shell does with a request.
 type Action uint8
@@ -156,6 +162,16 @@ type Verdict struct {
 	// Rewrite is the parameter rewrite to apply (include filtering,
 	// credential stripping), computed for Forward.
 	Rewrite params.Rewritten
+	// Confine: an allowed request of a key confined to accounts; the
+	// shell asks the confinement step (which looks objects up on Canvas)
+	// and hands its answer to Confine before acting.
+	Confine bool
+	// Confinement is the confinement step's answer when it kept the
+	// request out (for the log line).
+	Confinement *confine.Result
+	// Moves: the forwarded request may move objects between accounts,
+	// so their cached accounts are dropped once it is forwarded.
+	Moves bool
 	// Unrecorded: a request the gate has no business with (no credential,
 	// off /api/), neither counted nor logged.
 	Unrecorded bool
@@ -258,6 +274,30 @@ func decide(f *Facts, st State, cfg Config) Verdict {
 	}
 	v.Action, v.Label, v.CanonicalPath = Forward, LabelAllowed, true
 	v.FilterIncludes = key.RequireScopes && !key.AllowIncludes && !report
+	v.Confine = key.Confined()
+	return v
+}
+
+// Confine applies the confinement step's answer to a verdict that asked for
+// it (Verdict.Confine). Inside, the verdict stands. Outside, or when the
+// look-up failed, the request is denied (Canvas's 401 for a permission
+// failure, or 503), or in report mode forwarded as would_deny.
+func Confine(v Verdict, res confine.Result, cfg Config) Verdict {
+	v.Confine = false
+	if res.Outcome == confine.Inside {
+		v.Moves = res.Moves || confine.MovesObjects(v.Policy.Scope)
+		return v
+	}
+	v.Confinement, v.Reason = &res, res.Reason
+	v.Enforced = LabelOutsideAccounts
+	if res.Outcome == confine.Failed {
+		v.Enforced = LabelLookupFailed
+	}
+	if cfg.ReportOnly || v.Key().Mode == policy.ModeReport {
+		v.Label = LabelWouldDeny // forwarded, as report mode forwards it unfiltered
+		return v
+	}
+	v.Action, v.Label, v.Upstream = Deny, v.Enforced, ""
 	return v
 }
 

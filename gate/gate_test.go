@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/confine"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
@@ -160,6 +161,33 @@ func TestIsTokenEndpoint(t *testing.T) {
 	} {
 		if got := IsTokenEndpoint(path); got != want {
 			t.Errorf("IsTokenEndpoint(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
+
+// Confine turns the confinement step's answer into the final verdict.
+func TestConfine(t *testing.T) {
+	st := State{Store: testStore(t)}
+	allowed := Decide(facts(t, "GET", "/api/v1/courses", "tok-scoped"), st, Config{})
+	for _, c := range []struct {
+		name     string
+		res      confine.Result
+		cfg      Config
+		action   Action
+		label    string
+		enforced string
+	}{
+		{"inside", confine.Result{Outcome: confine.Inside}, Config{}, Forward, LabelAllowed, LabelAllowed},
+		{"outside", confine.Result{Outcome: confine.Outside, Reason: "r"}, Config{}, Deny, LabelOutsideAccounts, LabelOutsideAccounts},
+		{"look-up failed", confine.Result{Outcome: confine.Failed, Reason: "r"}, Config{}, Deny, LabelLookupFailed, LabelLookupFailed},
+		{"outside in report mode", confine.Result{Outcome: confine.Outside, Reason: "r"}, Config{ReportOnly: true}, Forward, LabelWouldDeny, LabelOutsideAccounts},
+	} {
+		v := Confine(allowed, c.res, c.cfg)
+		if v.Action != c.action || v.Label != c.label || v.Enforced != c.enforced || v.Confine {
+			t.Errorf("%s: %v %s %s (confine %v)", c.name, v.Action, v.Label, v.Enforced, v.Confine)
+		}
+		if c.res.Outcome != confine.Inside && (v.Confinement == nil || v.Upstream != "" && v.Action == Deny) {
+			t.Errorf("%s: the answer is not kept for the log, or a denial carries the upstream token", c.name)
 		}
 	}
 }

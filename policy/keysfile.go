@@ -40,7 +40,14 @@ type DeveloperKey struct {
 	// user (see mintingRoutes), or has RequireScopes false.
 	AllowUpstreamCredentialMinting bool
 	Mode                           Mode
-	line                           int
+	// Accounts are the roots of the account subtrees the key is confined
+	// to, in any form Canvas accepts for an account id ("42",
+	// "sis_account_id:ENG", "self"). Empty: not confined.
+	Accounts []string
+	// UnconfinedScopes are scopes of the key let through without
+	// confinement (see package confine).
+	UnconfinedScopes []string
+	line             int
 }
 
 // Token registers one gateway token by the SHA-256 of its full text.
@@ -268,7 +275,7 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 // unknown.
 var (
 	topFields    = []string{"clients", "developer_keys", "tokens"}
-	keyFields    = []string{"allow_includes", "allow_masquerade", AllowMintingField, "enabled", "hosts", "id", "mode", "name", "require_scopes", "scopes", "upstream_token"}
+	keyFields    = []string{"accounts", "allow_includes", "allow_masquerade", AllowMintingField, "enabled", "hosts", "id", "mode", "name", "require_scopes", "scopes", "unconfined_scopes", "upstream_token"}
 	tokenFields  = []string{"developer_key", "expires_at", "label", "revoked", "scopes", "sha256"}
 	clientFields = []string{"client_id", "developer_key", "scopes", "secret_sha256", "token_ttl"}
 )
@@ -393,6 +400,7 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 	k := DeveloperKey{RequireScopes: true, Enabled: true, line: p.line(n.offset)}
 	var hasScopes bool
 	var scopesNode, requireNode, mintingNode *node
+	var scopesMember, accountsNode, unconfinedNode *member
 	p.object(n, at, keyFields, func(m *member) bool {
 		v, f := m.value, at.dot(m.name)
 		switch m.name {
@@ -402,8 +410,15 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 			k.Name = p.keep(p.str(v, f))
 		case "scopes":
 			hasScopes = true
+			scopesMember = m
 			k.Scopes = p.scopes(v, f)
 			scopesNode = v
+		case "accounts":
+			accountsNode = m
+			k.Accounts = p.strings(v, f)
+		case "unconfined_scopes":
+			unconfinedNode = m
+			k.UnconfinedScopes = p.strings(v, f)
 		case "require_scopes":
 			k.RequireScopes = p.boolean(v, f)
 			requireNode = v
@@ -450,6 +465,7 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 	}
 	if n.kind == kindObject {
 		p.checkMinting(&k, at, scopesNode, requireNode, mintingNode)
+		p.confinement(&k, at, scopesMember, accountsNode, unconfinedNode)
 	}
 	return k
 }

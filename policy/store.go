@@ -39,6 +39,10 @@ type Key struct {
 	Hosts           []string
 	Mode            Mode
 	TokenCount      int
+	// Accounts confine the key to these account subtrees (empty: not
+	// confined); UnconfinedScopes are let through without confinement.
+	Accounts         []string
+	UnconfinedScopes []string
 
 	set           *matcher.Set
 	upstreamToken string
@@ -211,6 +215,7 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 			RequireScopes: dk.RequireScopes, AllowIncludes: dk.AllowIncludes,
 			Enabled: dk.Enabled, AllowMasquerade: dk.AllowMasquerade,
 			Hosts: dk.Hosts, Mode: dk.Mode,
+			Accounts: dk.Accounts, UnconfinedScopes: dk.UnconfinedScopes,
 		}
 		set, err := matcher.Intern(dk.Scopes)
 		if err != nil {
