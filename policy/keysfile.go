@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/internal/jsontree"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
 )
 
@@ -141,7 +142,7 @@ type parser struct {
 	seen     map[string]bool // scratch for duplicate scopes within one list
 	// lists holds the string lists (scopes, hosts) in large shared
 	// arrays rather than one small allocation each; list is scratch.
-	lists slab[string]
+	lists jsontree.Slab[string]
 	list  []string
 	text  []byte // current text block of keep
 }
@@ -167,7 +168,7 @@ func (p *parser) errorf(off int64, at path, format string, args ...any) {
 	p.errs = append(p.errs, ConfigError{File: p.file, Line: p.line(off), Field: strings.Clone(at.String()), Msg: fmt.Sprintf(format, args...)})
 }
 
-// keep copies a string out of the file's bytes (see node.text). The copies
+// keep copies a string out of the file's bytes (see jsontree.Node.Text). The copies
 // share large text blocks (p.text) that are appended to and never
 // rewritten, for the reason slabs exist: few allocations, freed whole.
 func (p *parser) keep(s string) string {
@@ -228,12 +229,12 @@ func (q path) String() string {
 // result holds no reference to data.
 func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, error) {
 	p := &parser{file: name, data: data, opts: opts}
-	// Each token has one "sha256" member (clients have "secret_sha256"):
+	// Each token has one "sha256" jsontree.Member (clients have "secret_sha256"):
 	// counting them sizes the list once instead of growing it ~17 times.
 	kf := &KeysFile{Tokens: make([]Token, 0, bytes.Count(data, []byte(`"sha256"`)))}
 	// The three lists are streamed: each entry is checked as soon as it is
 	// read, so the tree of a large file is never in memory at once.
-	root, err := parseTree(data, func(list string, i int, n *node) {
+	root, err := jsontree.Parse(data, func(list string, i int, n *jsontree.Node) {
 		at := top(list).at(i)
 		switch list {
 		case "developer_keys":
@@ -246,8 +247,8 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 	})
 	if err != nil {
 		off := int64(0)
-		if se, ok := err.(*syntaxError); ok {
-			off = se.offset
+		if se, ok := err.(*jsontree.SyntaxError); ok {
+			off = se.Offset
 		}
 		p.errs = nil // only the syntax error: what came before may be cut short
 		p.errorf(off, path{i: -1, j: -1}, "invalid JSON: %v", err)
@@ -255,10 +256,10 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 	}
 	// The lists' entries were seen while reading; what remains is the
 	// top-level shape: unknown fields and lists that are not arrays.
-	p.object(root, path{i: -1, j: -1}, topFields, func(m *member) bool {
-		switch m.name {
+	p.object(root, path{i: -1, j: -1}, topFields, func(m *jsontree.Member) bool {
+		switch m.Name {
 		case "developer_keys", "tokens", "clients":
-			p.array(m.value, top(m.name), func(int, *node) {})
+			p.array(m.Value, top(m.Name), func(int, *jsontree.Node) {})
 			return true
 		}
 		return false
@@ -281,65 +282,65 @@ var (
 )
 
 // object walks an object's members; each reports whether it knew the
-// member, and unknown ones are errors listing the known field names.
-func (p *parser) object(n *node, at path, known []string, each func(m *member) bool) {
-	if n.kind != kindObject {
-		p.errorf(n.offset, at, "must be an object, not %s", n.kindName())
+// jsontree.Member, and unknown ones are errors listing the known field names.
+func (p *parser) object(n *jsontree.Node, at path, known []string, each func(m *jsontree.Member) bool) {
+	if n.Kind != jsontree.KindObject {
+		p.errorf(n.Offset, at, "must be an object, not %s", n.KindName())
 		return
 	}
-	for i := range n.object {
-		m := &n.object[i]
+	for i := range n.Object {
+		m := &n.Object[i]
 		if !each(m) {
-			field := at.dot(m.name)
+			field := at.dot(m.Name)
 			if at.list == "" {
-				field = top(m.name)
+				field = top(m.Name)
 			}
-			p.errorf(m.offset, field, "unknown field (known fields: %s)", strings.Join(known, ", "))
+			p.errorf(m.Offset, field, "unknown field (known fields: %s)", strings.Join(known, ", "))
 		}
 	}
 }
 
-func (p *parser) array(n *node, at path, each func(int, *node)) {
-	if n.kind != kindArray {
-		p.errorf(n.offset, at, "must be an array, not %s", n.kindName())
+func (p *parser) array(n *jsontree.Node, at path, each func(int, *jsontree.Node)) {
+	if n.Kind != jsontree.KindArray {
+		p.errorf(n.Offset, at, "must be an array, not %s", n.KindName())
 		return
 	}
-	for i, e := range n.array {
+	for i, e := range n.Array {
 		each(i, e)
 	}
 }
 
 // str returns a string value as a view of the file (see keep and intern).
-func (p *parser) str(n *node, at path) string {
-	if n.kind != kindString {
-		p.errorf(n.offset, at, "must be a string, not %s", n.kindName())
+func (p *parser) str(n *jsontree.Node, at path) string {
+	if n.Kind != jsontree.KindString {
+		p.errorf(n.Offset, at, "must be a string, not %s", n.KindName())
 		return ""
 	}
-	return n.text
+	return n.Text
 }
 
-func (p *parser) boolean(n *node, at path) bool {
-	if n.kind != kindBool {
-		p.errorf(n.offset, at, "must be true or false, not %s", n.kindName())
+func (p *parser) boolean(n *jsontree.Node, at path) bool {
+	if n.Kind != jsontree.KindBool {
+		p.errorf(n.Offset, at, "must be true or false, not %s", n.KindName())
 	}
-	return n.boolean
+	return n.Bool
 }
 
 // strings returns a list of strings, each interned.
-func (p *parser) strings(n *node, at path) []string {
-	if n.kind != kindArray {
-		p.errorf(n.offset, at, "must be an array, not %s", n.kindName())
+func (p *parser) strings(n *jsontree.Node, at path) []string {
+	if n.Kind != jsontree.KindArray {
+		p.errorf(n.Offset, at, "must be an array, not %s", n.KindName())
 		return []string{}
 	}
 	p.list = p.list[:0]
-	for i, e := range n.array {
+	for i, e := range n.Array {
 		p.list = append(p.list, p.intern(p.str(e, at.index(i))))
 	}
-	return p.lists.take(p.list)
+	return p.lists.Take(p.list)
 }
 
 // scopes validates a scope list: grammar always, catalogue unless allowed.
-func (p *parser) scopes(n *node, at path) []string {
+func (p *parser) scopes(n *jsontree.Node, at path) []string {
 	list := p.strings(n, at)
 	if p.seen == nil {
 		p.seen = map[string]bool{}
@@ -349,8 +350,8 @@ func (p *parser) scopes(n *node, at path) []string {
 		// The checks are paid for once per distinct scope, not once per
 		// occurrence: a file with 100,000 tokens repeats the same scopes
 		// hundreds of thousands of times.
-		off := n.array[i].offset
-		if n.array[i].kind != kindString {
+		off := n.Array[i].Offset
+		if n.Array[i].Kind != jsontree.KindString {
 			continue // already reported by strings
 		}
 		if p.seen[s] {
@@ -378,32 +379,32 @@ func (p *parser) scopes(n *node, at path) []string {
 	return list
 }
 
-func (p *parser) sha256(n *node, at path) [32]byte {
+func (p *parser) sha256(n *jsontree.Node, at path) [32]byte {
 	var h [32]byte
 	s := p.str(n, at)
-	if n.kind != kindString {
+	if n.Kind != jsontree.KindString {
 		return h
 	}
 	if len(s) != 64 || strings.ToLower(s) != s {
-		p.errorf(n.offset, at, "must be 64 lower-case hex characters (the SHA-256 of the secret; see `caddy canvas-scopes hash-token`)")
+		p.errorf(n.Offset, at, "must be 64 lower-case hex characters (the SHA-256 of the secret; see `caddy canvas-scopes hash-token`)")
 		return h
 	}
 	if _, err := hex.Decode(h[:], unsafe.Slice(unsafe.StringData(s), len(s))); err != nil {
 		// Not %v: hex's error quotes the offending character, and a
 		// token pasted here in place of its hash would leak through it.
-		p.errorf(n.offset, at, "must be 64 lower-case hex characters (the SHA-256 of the secret; see `caddy canvas-scopes hash-token`)")
+		p.errorf(n.Offset, at, "must be 64 lower-case hex characters (the SHA-256 of the secret; see `caddy canvas-scopes hash-token`)")
 	}
 	return h
 }
 
-func (p *parser) developerKey(n *node, at path) DeveloperKey {
-	k := DeveloperKey{RequireScopes: true, Enabled: true, line: p.line(n.offset)}
+func (p *parser) developerKey(n *jsontree.Node, at path) DeveloperKey {
+	k := DeveloperKey{RequireScopes: true, Enabled: true, line: p.line(n.Offset)}
 	var hasScopes bool
-	var scopesNode, requireNode, mintingNode *node
-	var scopesMember, accountsNode, unconfinedNode *member
-	p.object(n, at, keyFields, func(m *member) bool {
-		v, f := m.value, at.dot(m.name)
-		switch m.name {
+	var scopesNode, requireNode, mintingNode *jsontree.Node
+	var scopesMember, accountsNode, unconfinedNode *jsontree.Member
+	p.object(n, at, keyFields, func(m *jsontree.Member) bool {
+		v, f := m.Value, at.dot(m.Name)
+		switch m.Name {
 		case "id":
 			k.ID = p.intern(p.str(v, f))
 		case "name":
@@ -435,13 +436,13 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 			k.Hosts = p.strings(v, f)
 			for i, h := range k.Hosts {
 				if h == "" || strings.ContainsAny(h, "/ ") || strings.ToLower(h) != h {
-					p.errorf(v.array[i].offset, f.index(i), "must be a lower-case host name (optionally with :port), got %q", h)
+					p.errorf(v.Array[i].Offset, f.index(i), "must be a lower-case host name (optionally with :port), got %q", h)
 				}
 			}
 		case "upstream_token":
 			k.UpstreamToken = p.keep(p.str(v, f))
 			if k.UpstreamToken == "" {
-				p.errorf(v.offset, f, "must not be empty; leave the field out to forward the client's own Canvas token")
+				p.errorf(v.Offset, f, "must not be empty; leave the field out to forward the client's own Canvas token")
 			}
 		case "mode":
 			switch s := p.str(v, f); s {
@@ -450,20 +451,20 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 			case "report":
 				k.Mode = ModeReport
 			default:
-				p.errorf(v.offset, f, "must be \"enforce\" or \"report\", got %q", s)
+				p.errorf(v.Offset, f, "must be \"enforce\" or \"report\", got %q", s)
 			}
 		default:
 			return false
 		}
 		return true
 	})
-	if n.kind == kindObject && k.ID == "" {
-		p.errorf(n.offset, at.dot("id"), "is required")
+	if n.Kind == jsontree.KindObject && k.ID == "" {
+		p.errorf(n.Offset, at.dot("id"), "is required")
 	}
-	if n.kind == kindObject && !hasScopes && k.RequireScopes {
-		p.errorf(n.offset, at.dot("scopes"), "is required when require_scopes is true (an empty list allows nothing but /login/oauth2/token)")
+	if n.Kind == jsontree.KindObject && !hasScopes && k.RequireScopes {
+		p.errorf(n.Offset, at.dot("scopes"), "is required when require_scopes is true (an empty list allows nothing but /login/oauth2/token)")
 	}
-	if n.kind == kindObject {
+	if n.Kind == jsontree.KindObject {
 		p.checkMinting(&k, at, scopesNode, requireNode, mintingNode)
 		p.confinement(&k, at, scopesMember, accountsNode, unconfinedNode)
 	}
@@ -474,10 +475,10 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 // credentials of the upstream user (or that requires no scopes at all)
 // unless it sets allow_upstream_credential_minting, and refuses that field
 // set to true on a key without upstream_token, where it would mean nothing.
-func (p *parser) checkMinting(k *DeveloperKey, at path, scopesNode, requireNode, mintingNode *node) {
+func (p *parser) checkMinting(k *DeveloperKey, at path, scopesNode, requireNode, mintingNode *jsontree.Node) {
 	if k.UpstreamToken == "" {
 		if k.AllowUpstreamCredentialMinting {
-			p.errorf(mintingNode.offset, at.dot(AllowMintingField), "has no effect without upstream_token (the client's own Canvas token is forwarded); remove it")
+			p.errorf(mintingNode.Offset, at.dot(AllowMintingField), "has no effect without upstream_token (the client's own Canvas token is forwarded); remove it")
 		}
 		return
 	}
@@ -487,11 +488,11 @@ func (p *parser) checkMinting(k *DeveloperKey, at path, scopesNode, requireNode,
 	const consequence = "with upstream_token the vendor could use it outside the gate, with that user's whole power"
 	const remedy = `set "` + AllowMintingField + `": true on the key to accept that`
 	if !k.RequireScopes {
-		p.errorf(requireNode.offset, at.dot("require_scopes"), "false with upstream_token lets the vendor call every Canvas endpoint as the upstream user, including ones that mint credentials of that user for use outside the gate (such as %q: %s); list scopes, or %s",
+		p.errorf(requireNode.Offset, at.dot("require_scopes"), "false with upstream_token lets the vendor call every Canvas endpoint as the upstream user, including ones that mint credentials of that user for use outside the gate (such as %q: %s); list scopes, or %s",
 			mintingRoutes[0].scope, mintingRoutes[0].why, remedy)
 		return
 	}
-	if scopesNode == nil || scopesNode.kind != kindArray {
+	if scopesNode == nil || scopesNode.Kind != jsontree.KindArray {
 		return
 	}
 	for i, s := range k.Scopes {
@@ -503,16 +504,16 @@ func (p *parser) checkMinting(k *DeveloperKey, at path, scopesNode, requireNode,
 		if route != s {
 			what = fmt.Sprintf("scope %q also matches %q, as Canvas matches scopes, which mints a credential of the upstream user (%s)", s, route, why)
 		}
-		p.errorf(scopesNode.array[i].offset, at.dot("scopes").index(i), "%s; %s. Remove the scope, or %s", what, consequence, remedy)
+		p.errorf(scopesNode.Array[i].Offset, at.dot("scopes").index(i), "%s; %s. Remove the scope, or %s", what, consequence, remedy)
 	}
 }
 
-func (p *parser) token(n *node, at path) Token {
-	t := Token{line: p.line(n.offset)}
+func (p *parser) token(n *jsontree.Node, at path) Token {
+	t := Token{line: p.line(n.Offset)}
 	var hasHash bool
-	p.object(n, at, tokenFields, func(m *member) bool {
-		v, f := m.value, at.dot(m.name)
-		switch m.name {
+	p.object(n, at, tokenFields, func(m *jsontree.Member) bool {
+		v, f := m.Value, at.dot(m.Name)
+		switch m.Name {
 		case "sha256":
 			hasHash = true
 			t.SHA256 = p.sha256(v, f)
@@ -527,7 +528,7 @@ func (p *parser) token(n *node, at path) Token {
 			s := p.str(v, f)
 			ts, err := time.Parse(time.RFC3339, s)
 			if err != nil {
-				p.errorf(v.offset, f, "must be an RFC 3339 time such as 2027-06-30T00:00:00Z, got %q", s)
+				p.errorf(v.Offset, f, "must be an RFC 3339 time such as 2027-06-30T00:00:00Z, got %q", s)
 			}
 			t.ExpiresAt = ts
 		case "revoked":
@@ -537,21 +538,21 @@ func (p *parser) token(n *node, at path) Token {
 		}
 		return true
 	})
-	if n.kind == kindObject && !hasHash {
-		p.errorf(n.offset, at.dot("sha256"), "is required")
+	if n.Kind == jsontree.KindObject && !hasHash {
+		p.errorf(n.Offset, at.dot("sha256"), "is required")
 	}
-	if n.kind == kindObject && t.DeveloperKey == "" {
-		p.errorf(n.offset, at.dot("developer_key"), "is required")
+	if n.Kind == jsontree.KindObject && t.DeveloperKey == "" {
+		p.errorf(n.Offset, at.dot("developer_key"), "is required")
 	}
 	return t
 }
 
-func (p *parser) client(n *node, at path) Client {
-	c := Client{TokenTTL: DefaultClientTokenTTL, line: p.line(n.offset)}
+func (p *parser) client(n *jsontree.Node, at path) Client {
+	c := Client{TokenTTL: DefaultClientTokenTTL, line: p.line(n.Offset)}
 	var hasSecret bool
-	p.object(n, at, clientFields, func(m *member) bool {
-		v, f := m.value, at.dot(m.name)
-		switch m.name {
+	p.object(n, at, clientFields, func(m *jsontree.Member) bool {
+		v, f := m.Value, at.dot(m.Name)
+		switch m.Name {
 		case "client_id":
 			c.ClientID = p.keep(p.str(v, f))
 		case "secret_sha256":
@@ -563,7 +564,7 @@ func (p *parser) client(n *node, at path) Client {
 			s := p.str(v, f)
 			d, err := time.ParseDuration(s)
 			if err != nil || d <= 0 || d > 24*time.Hour {
-				p.errorf(v.offset, f, "must be a duration between 1s and 24h such as \"1h\", got %q", s)
+				p.errorf(v.Offset, f, "must be a duration between 1s and 24h such as \"1h\", got %q", s)
 			}
 			c.TokenTTL = d
 		case "scopes":
@@ -573,14 +574,14 @@ func (p *parser) client(n *node, at path) Client {
 		}
 		return true
 	})
-	if n.kind == kindObject && c.ClientID == "" {
-		p.errorf(n.offset, at.dot("client_id"), "is required")
+	if n.Kind == jsontree.KindObject && c.ClientID == "" {
+		p.errorf(n.Offset, at.dot("client_id"), "is required")
 	}
-	if n.kind == kindObject && !hasSecret {
-		p.errorf(n.offset, at.dot("secret_sha256"), "is required")
+	if n.Kind == jsontree.KindObject && !hasSecret {
+		p.errorf(n.Offset, at.dot("secret_sha256"), "is required")
 	}
-	if n.kind == kindObject && c.DeveloperKey == "" {
-		p.errorf(n.offset, at.dot("developer_key"), "is required")
+	if n.Kind == jsontree.KindObject && c.DeveloperKey == "" {
+		p.errorf(n.Offset, at.dot("developer_key"), "is required")
 	}
 	return c
 }

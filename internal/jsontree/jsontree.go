@@ -1,4 +1,6 @@
-package policy
+// Package jsontree reads the keys file's JSON into a tree whose values keep
+// their byte offsets, so that every configuration error can name a line.
+package jsontree
 
 import (
 	"fmt"
@@ -17,15 +19,16 @@ import (
 // load. This scanner keeps string values as views of the file's bytes,
 // allocates nodes in slabs, and allocates little else.
 
-type nodeKind uint8
+// Kind is the JSON type of a node.
+type Kind uint8
 
 const (
-	kindNull nodeKind = iota
-	kindBool
-	kindNumber
-	kindString
-	kindObject
-	kindArray
+	KindNull Kind = iota
+	KindBool
+	KindNumber
+	KindString
+	KindObject
+	KindArray
 )
 
 // node is one JSON value together with the byte offset where it starts.
@@ -33,55 +36,58 @@ const (
 // text is the value of a string (unescaped) or the literal of a number.
 // It usually points into the file's bytes: whoever keeps it beyond the
 // parse must copy it (parser.keep, parser.intern).
-type node struct {
-	offset  int64
-	kind    nodeKind
-	boolean bool
-	text    string
-	object  []member
-	array   []*node
+type Node struct {
+	Offset int64
+	Kind   Kind
+	Bool   bool
+	Text   string
+	Object []Member
+	Array  []*Node
 }
 
-type member struct {
-	name   string // view of the file's bytes, like node.text
-	offset int64
-	value  *node
+// Member is one member of an object, with the offset of its name.
+type Member struct {
+	Name   string // a view of the file's bytes, like Node.Text
+	Offset int64
+	Value  *Node
 }
 
-func (n *node) kindName() string {
-	switch n.kind {
-	case kindObject:
+// KindName names the node's kind for error messages.
+func (n *Node) KindName() string {
+	switch n.Kind {
+	case KindObject:
 		return "object"
-	case kindArray:
+	case KindArray:
 		return "array"
-	case kindString:
+	case KindString:
 		return "string"
-	case kindBool:
+	case KindBool:
 		return "boolean"
-	case kindNumber:
+	case KindNumber:
 		return "number"
 	}
 	return "null"
 }
 
-type syntaxError struct {
-	offset int64
+// SyntaxError is a JSON syntax error at a byte offset.
+type SyntaxError struct {
+	Offset int64
 	msg    string
 }
 
-func (e *syntaxError) Error() string { return e.msg }
+func (e *SyntaxError) Error() string { return e.msg }
 
 // maxDepth bounds nesting, so a hostile or broken file cannot exhaust the
 // stack. The keys file needs four levels.
 const maxDepth = 64
 
-// slab hands out sub-slices of large backing arrays, so a file with a
+// Slab hands out sub-slices of large backing arrays, so a file with a
 // million values costs a few hundred allocations instead of a million.
 // The slices are capped: appending to one copies it instead of writing
 // into its neighbour.
-type slab[T any] struct{ buf []T }
+type Slab[T any] struct{ buf []T }
 
-func (s *slab[T]) take(items []T) []T {
+func (s *Slab[T]) Take(items []T) []T {
 	if len(items) == 0 {
 		return []T{}
 	}
@@ -95,16 +101,16 @@ func (s *slab[T]) take(items []T) []T {
 
 // arena holds the nodes of a tree and the slices of their children.
 type arena struct {
-	nodes   []node // current slab; never grown in place, so pointers stay valid
-	members slab[member]
-	arrays  slab[*node]
+	nodes   []Node // current slab; never grown in place, so pointers stay valid
+	members Slab[Member]
+	arrays  Slab[*Node]
 }
 
-func (a *arena) newNode(kind nodeKind, off int) *node {
+func (a *arena) newNode(kind Kind, off int) *Node {
 	if len(a.nodes) == cap(a.nodes) {
-		a.nodes = make([]node, 0, 4096)
+		a.nodes = make([]Node, 0, 4096)
 	}
-	a.nodes = append(a.nodes, node{kind: kind, offset: int64(off)})
+	a.nodes = append(a.nodes, Node{Kind: kind, Offset: int64(off)})
 	return &a.nodes[len(a.nodes)-1]
 }
 
@@ -118,10 +124,10 @@ func (a *arena) reset() {
 	a.arrays.buf = a.arrays.buf[:0]
 }
 
-// elementFunc receives one element of an array that is the value of a
-// member of the top-level object: the member's name, the element's index
+// ElementFunc receives one element of an array that is the value of a
+// Member of the top-level object: the member's name, the element's index
 // and the element. The element is only valid during the call.
-type elementFunc func(list string, i int, n *node)
+type ElementFunc func(list string, i int, n *Node)
 
 type treeReader struct {
 	data  []byte
@@ -131,15 +137,15 @@ type treeReader struct {
 	// element holds one streamed element at a time: a file with 100,000
 	// tokens never has more than one token's nodes in memory.
 	element   arena
-	onElement elementFunc
+	onElement ElementFunc
 	// stacks of members and elements for the containers being read;
 	// each container copies its part into a slab when it closes.
-	memberStack  []member
-	elementStack []*node
+	memberStack  []Member
+	elementStack []*Node
 	unescaped    []byte
 }
 
-// parseTree reads one JSON document (RFC 8259). Duplicate member names are
+// Parse reads one JSON document (RFC 8259). Duplicate Member names are
 // refused: in a security policy "the last one wins" is a silent
 // misconfiguration.
 //
@@ -147,9 +153,9 @@ type treeReader struct {
 // top-level members are handed to it one by one as they are read and are
 // not kept: such arrays appear in the tree empty. On a syntax error,
 // onElement may already have seen the elements before it.
-func parseTree(data []byte, onElement elementFunc) (*node, error) {
+func Parse(data []byte, onElement ElementFunc) (*Node, error) {
 	if !utf8.Valid(data) {
-		return nil, &syntaxError{offset: int64(firstInvalidUTF8(data)), msg: "invalid UTF-8 (the keys file must be UTF-8)"}
+		return nil, &SyntaxError{Offset: int64(firstInvalidUTF8(data)), msg: "invalid UTF-8 (the keys file must be UTF-8)"}
 	}
 	r := &treeReader{data: data, onElement: onElement}
 	r.arena = &r.tree
@@ -164,13 +170,13 @@ func parseTree(data []byte, onElement elementFunc) (*node, error) {
 	return root, nil
 }
 
-func (r *treeReader) newNode(kind nodeKind, off int) *node { return r.arena.newNode(kind, off) }
+func (r *treeReader) newNode(kind Kind, off int) *Node { return r.arena.newNode(kind, off) }
 
-func (r *treeReader) errorf(format string, args ...any) *syntaxError {
-	return &syntaxError{offset: int64(r.pos), msg: fmt.Sprintf(format, args...)}
+func (r *treeReader) errorf(format string, args ...any) *SyntaxError {
+	return &SyntaxError{Offset: int64(r.pos), msg: fmt.Sprintf(format, args...)}
 }
 
-func (r *treeReader) unexpected(context string) *syntaxError {
+func (r *treeReader) unexpected(context string) *SyntaxError {
 	if r.pos >= len(r.data) {
 		return r.errorf("unexpected end of file")
 	}
@@ -194,7 +200,7 @@ func quoteByte(c byte) string {
 func (r *treeReader) skipSpace() { r.pos = jsonlex.Space(r.data, r.pos) }
 
 // value reads one value.
-func (r *treeReader) value(depth int) (*node, error) {
+func (r *treeReader) value(depth int) (*Node, error) {
 	r.skipSpace()
 	if r.pos >= len(r.data) {
 		return nil, r.errorf("unexpected end of file")
@@ -212,8 +218,8 @@ func (r *treeReader) value(depth int) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n := r.newNode(kindString, start)
-		n.text = s
+		n := r.newNode(KindString, start)
+		n.Text = s
 		return n, nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		end, bad := jsonlex.Number(r.data, r.pos)
@@ -222,20 +228,20 @@ func (r *treeReader) value(depth int) (*node, error) {
 			return nil, r.unexpected("in numeric literal")
 		}
 		r.pos = end
-		n := r.newNode(kindNumber, start)
-		n.text = r.view(start, r.pos)
+		n := r.newNode(KindNumber, start)
+		n.Text = r.view(start, r.pos)
 		return n, nil
 	case c == 't':
-		return r.literal("true", kindBool, true)
+		return r.literal("true", KindBool, true)
 	case c == 'f':
-		return r.literal("false", kindBool, false)
+		return r.literal("false", KindBool, false)
 	case c == 'n':
-		return r.literal("null", kindNull, false)
+		return r.literal("null", KindNull, false)
 	}
 	return nil, r.unexpected("looking for beginning of value")
 }
 
-func (r *treeReader) literal(word string, kind nodeKind, b bool) (*node, error) {
+func (r *treeReader) literal(word string, kind Kind, b bool) (*Node, error) {
 	start := r.pos
 	for i := 0; i < len(word); i++ {
 		if r.pos >= len(r.data) || r.data[r.pos] != word[i] {
@@ -244,12 +250,12 @@ func (r *treeReader) literal(word string, kind nodeKind, b bool) (*node, error) 
 		r.pos++
 	}
 	n := r.newNode(kind, start)
-	n.boolean = b
+	n.Bool = b
 	return n, nil
 }
 
-func (r *treeReader) object(depth int) (*node, error) {
-	n := r.newNode(kindObject, r.pos)
+func (r *treeReader) object(depth int) (*Node, error) {
+	n := r.newNode(KindObject, r.pos)
 	r.pos++ // '{'
 	base := len(r.memberStack)
 	defer func() { r.memberStack = r.memberStack[:base] }()
@@ -257,7 +263,7 @@ func (r *treeReader) object(depth int) (*node, error) {
 	r.skipSpace()
 	if r.pos < len(r.data) && r.data[r.pos] == '}' {
 		r.pos++
-		n.object = []member{}
+		n.Object = []Member{}
 		return n, nil
 	}
 	for {
@@ -271,14 +277,14 @@ func (r *treeReader) object(depth int) (*node, error) {
 			return nil, err
 		}
 		if r.seen(&names, r.memberStack[base:], name) {
-			return nil, &syntaxError{offset: int64(keyOff), msg: fmt.Sprintf("duplicate field %q", name)}
+			return nil, &SyntaxError{Offset: int64(keyOff), msg: fmt.Sprintf("duplicate field %q", name)}
 		}
 		r.skipSpace()
 		if r.pos >= len(r.data) || r.data[r.pos] != ':' {
 			return nil, r.unexpected("after object key")
 		}
 		r.pos++
-		var v *node
+		var v *Node
 		if r.skipSpace(); depth == 0 && r.onElement != nil && r.pos < len(r.data) && r.data[r.pos] == '[' {
 			// A top-level member's array: streamed.
 			v, err = r.array(depth+1, name, true)
@@ -288,13 +294,13 @@ func (r *treeReader) object(depth int) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.memberStack = append(r.memberStack, member{name: name, offset: int64(keyOff), value: v})
+		r.memberStack = append(r.memberStack, Member{Name: name, Offset: int64(keyOff), Value: v})
 		done, err := r.separator('}', "after object key:value pair")
 		if err != nil {
 			return nil, err
 		}
 		if done {
-			n.object = r.arena.members.take(r.memberStack[base:])
+			n.Object = r.arena.members.Take(r.memberStack[base:])
 			return n, nil
 		}
 	}
@@ -303,10 +309,10 @@ func (r *treeReader) object(depth int) (*node, error) {
 // seen reports whether name is among the members read so far. Objects in
 // a keys file have a handful of members, so a scan is cheapest; past 16 a
 // map keeps a large object from costing quadratic time.
-func (r *treeReader) seen(names *map[string]bool, members []member, name string) bool {
+func (r *treeReader) seen(names *map[string]bool, members []Member, name string) bool {
 	if *names == nil && len(members) <= 16 {
 		for _, m := range members {
-			if m.name == name {
+			if m.Name == name {
 				return true
 			}
 		}
@@ -315,7 +321,7 @@ func (r *treeReader) seen(names *map[string]bool, members []member, name string)
 	if *names == nil {
 		*names = make(map[string]bool, 2*len(members))
 		for _, m := range members {
-			(*names)[m.name] = true
+			(*names)[m.Name] = true
 		}
 	}
 	if (*names)[name] {
@@ -326,10 +332,10 @@ func (r *treeReader) seen(names *map[string]bool, members []member, name string)
 }
 
 // array reads an array. If stream is set, its elements are read one at a
-// time into the element arena and handed to onElement (with member, the
+// time into the element arena and handed to onElement (with Member, the
 // top-level member's name), and the arena is reused for the next.
-func (r *treeReader) array(depth int, member string, stream bool) (*node, error) {
-	n := r.newNode(kindArray, r.pos) // in the tree, also when streaming
+func (r *treeReader) array(depth int, Member string, stream bool) (*Node, error) {
+	n := r.newNode(KindArray, r.pos) // in the tree, also when streaming
 	r.pos++                          // '['
 	base := len(r.elementStack)
 	defer func() { r.elementStack = r.elementStack[:base] }()
@@ -340,7 +346,7 @@ func (r *treeReader) array(depth int, member string, stream bool) (*node, error)
 	r.skipSpace()
 	if r.pos < len(r.data) && r.data[r.pos] == ']' {
 		r.pos++
-		n.array = []*node{}
+		n.Array = []*Node{}
 		return n, nil
 	}
 	for i := 0; ; i++ {
@@ -349,7 +355,7 @@ func (r *treeReader) array(depth int, member string, stream bool) (*node, error)
 			return nil, err
 		}
 		if stream {
-			r.onElement(member, i, v)
+			r.onElement(Member, i, v)
 			r.element.reset()
 		} else {
 			r.elementStack = append(r.elementStack, v)
@@ -359,13 +365,13 @@ func (r *treeReader) array(depth int, member string, stream bool) (*node, error)
 			return nil, err
 		}
 		if done {
-			n.array = r.arena.arrays.take(r.elementStack[base:]) // empty when streamed
+			n.Array = r.arena.arrays.Take(r.elementStack[base:]) // empty when streamed
 			return n, nil
 		}
 	}
 }
 
-// separator reads what follows a member or an element: ',' when more
+// separator reads what follows a Member or an element: ',' when more
 // follow, or the closing byte (done).
 func (r *treeReader) separator(closing byte, context string) (done bool, err error) {
 	r.skipSpace()

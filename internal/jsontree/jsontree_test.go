@@ -1,4 +1,4 @@
-package policy
+package jsontree
 
 import (
 	"bytes"
@@ -12,32 +12,32 @@ import (
 
 // toAny converts a tree into what encoding/json's Unmarshal into an any
 // (with UseNumber) produces, so the two readers can be compared.
-func toAny(n *node) any {
-	switch n.kind {
-	case kindObject:
-		m := make(map[string]any, len(n.object))
-		for _, mem := range n.object {
-			m[mem.name] = toAny(mem.value)
+func toAny(n *Node) any {
+	switch n.Kind {
+	case KindObject:
+		m := make(map[string]any, len(n.Object))
+		for _, mem := range n.Object {
+			m[mem.Name] = toAny(mem.Value)
 		}
 		return m
-	case kindArray:
-		a := make([]any, len(n.array))
-		for i, e := range n.array {
+	case KindArray:
+		a := make([]any, len(n.Array))
+		for i, e := range n.Array {
 			a[i] = toAny(e)
 		}
 		return a
-	case kindString:
-		return n.text
-	case kindNumber:
-		return json.Number(n.text)
-	case kindBool:
-		return n.boolean
+	case KindString:
+		return n.Text
+	case KindNumber:
+		return json.Number(n.Text)
+	case KindBool:
+		return n.Bool
 	}
 	return nil
 }
 
 // hasDuplicateMember reports whether some object in the document repeats a
-// member name, which parseTree refuses and encoding/json accepts.
+// Member name, which Parse refuses and encoding/json accepts.
 func hasDuplicateMember(data []byte) bool {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var walk func() bool
@@ -91,26 +91,26 @@ func depthOf(data []byte) int {
 	return maxD
 }
 
-// checkAgainstEncodingJSON is the differential property: parseTree accepts
+// checkAgainstEncodingJSON is the differential property: Parse accepts
 // exactly the documents encoding/json accepts, except the ones it refuses
 // on purpose (duplicate members, invalid UTF-8, nesting deeper than
 // maxDepth), and reads the same values; streaming sees the same elements.
 func checkAgainstEncodingJSON(t *testing.T, data []byte) {
 	t.Helper()
-	tree, err := parseTree(data, nil)
+	tree, err := Parse(data, nil)
 	valid := json.Valid(data)
 	if err != nil {
-		se, ok := err.(*syntaxError)
-		if !ok || se.offset < 0 || se.offset > int64(len(data)) {
+		se, ok := err.(*SyntaxError)
+		if !ok || se.Offset < 0 || se.Offset > int64(len(data)) {
 			t.Fatalf("%q: error %v has no offset within the input", data, err)
 		}
 		if valid && !hasDuplicateMember(data) && utf8.Valid(data) && depthOf(data) <= maxDepth+1 {
-			t.Fatalf("%q: encoding/json accepts it, parseTree says %v", data, err)
+			t.Fatalf("%q: encoding/json accepts it, Parse says %v", data, err)
 		}
 		return
 	}
 	if !valid {
-		t.Fatalf("%q: parseTree accepts what encoding/json refuses", data)
+		t.Fatalf("%q: Parse accepts what encoding/json refuses", data)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -125,7 +125,7 @@ func checkAgainstEncodingJSON(t *testing.T, data []byte) {
 	// Streaming hands over the same elements, in order, and leaves the
 	// streamed arrays empty in the tree.
 	streamed := map[string][]any{}
-	stree, err := parseTree(data, func(list string, i int, n *node) {
+	stree, err := Parse(data, func(list string, i int, n *Node) {
 		if i != len(streamed[list]) {
 			t.Fatalf("%q: element %d of %q out of order", data, i, list)
 		}
@@ -180,7 +180,7 @@ func TestParseTreeRefusals(t *testing.T) {
 		{bigObject(17, 16), `duplicate field "k16"`},
 		{`{"a":`, "unexpected end of file"},
 	} {
-		_, err := parseTree([]byte(tc.in), nil)
+		_, err := Parse([]byte(tc.in), nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want one containing %q", tc.in, err, tc.want)
 		}
@@ -204,7 +204,7 @@ func bigObject(n, dup int) string {
 func TestParseTreeLargeObjects(t *testing.T) {
 	for _, n := range []int{16, 17, 100, 5000} {
 		checkAgainstEncodingJSON(t, []byte(bigObject(n, -1)))
-		if _, err := parseTree([]byte(bigObject(n, n-1)), nil); err == nil || !strings.Contains(err.Error(), "duplicate field") {
+		if _, err := Parse([]byte(bigObject(n, n-1)), nil); err == nil || !strings.Contains(err.Error(), "duplicate field") {
 			t.Errorf("%d members and a repeat of the last: %v", n, err)
 		}
 	}
