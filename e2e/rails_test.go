@@ -40,7 +40,6 @@ var railsKeys = map[string]railsKey{
 	upstreamTok: {filters: true}, // only ever the substitution key's
 }
 
-
 func startRailsGate(t *testing.T) (*instance, *rackparity.StandIn) {
 	t.Helper()
 	rackparity.Require(t)

@@ -242,4 +242,3 @@ func EditDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
-
