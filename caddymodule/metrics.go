@@ -2,13 +2,10 @@ package caddymodule
 
 import (
 	"errors"
-	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/gate"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
 
@@ -160,62 +157,4 @@ func (h *Handler) count(k *policy.Key, decision string, start time.Time) {
 	if !start.IsZero() {
 		decisionSeconds.Observe(time.Since(start).Seconds())
 	}
-}
-
-// counterCache keeps requestsTotal series by (developer key, decision), so
-// the hot path neither hashes label values nor takes the vector's lock on
-// every request. It belongs to one store snapshot: a reload starts afresh,
-// so keys of old snapshots are not kept alive.
-type counterCache struct {
-	cur atomic.Pointer[counterSnapshot]
-}
-
-type counterSnapshot struct {
-	store *policy.Store
-	// byKey[k.Index()] holds key k's series; the last element is for no
-	// key (or every key, with per_key off).
-	byKey []decisionCounters
-}
-
-// cachedDecisions are the decisions with a cache slot: all of them.
-var cachedDecisions = gate.Labels
-
-type decisionCounters [len(cachedDecisions)]atomic.Pointer[prometheus.Counter]
-
-func (h *Handler) requestCounter(k *policy.Key, decision string) prometheus.Counter {
-	i := slices.Index(cachedDecisions[:], decision)
-	if h.counters == nil || h.keystore == nil || i < 0 {
-		return requestsTotal.WithLabelValues(h.keyLabel(k), decision)
-	}
-	if !h.perKey {
-		k = nil // one label value for every key
-	}
-	store := h.keystore.current.Load()
-	snap := h.counters.cur.Load()
-	if snap == nil || snap.store != store {
-		fresh := &counterSnapshot{store: store, byKey: make([]decisionCounters, len(store.Keys())+1)}
-		if h.counters.cur.CompareAndSwap(snap, fresh) {
-			snap = fresh
-		} else {
-			snap = h.counters.cur.Load()
-		}
-	}
-	if snap.store != store {
-		return requestsTotal.WithLabelValues(h.keyLabel(k), decision) // a reload is under way
-	}
-	j := len(snap.byKey) - 1
-	if k != nil {
-		if keys := store.Keys(); k.Index() >= len(keys) || keys[k.Index()] != k {
-			// A key of an earlier store: a reload raced this request.
-			return requestsTotal.WithLabelValues(h.keyLabel(k), decision)
-		}
-		j = k.Index()
-	}
-	slot := &snap.byKey[j][i]
-	if c := slot.Load(); c != nil {
-		return *c
-	}
-	c := requestsTotal.WithLabelValues(h.keyLabel(k), decision)
-	slot.Store(&c)
-	return c
 }
