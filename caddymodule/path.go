@@ -96,11 +96,9 @@ func setCanonicalPath(r *http.Request, canonical string) error {
 }
 
 // canonicalPathForwardable reports whether setCanonicalPath will accept
-// canonical for r, without changing r.
-func canonicalPathForwardable(r *http.Request, canonical string) bool {
-	if r.URL.EscapedPath() == canonical {
-		return true
-	}
+// canonical for a request whose escaped path differs from it, without
+// changing the request.
+func canonicalPathForwardable(canonical string) bool {
 	decoded, err := url.PathUnescape(canonical)
 	if err != nil {
 		return false

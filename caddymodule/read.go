@@ -24,14 +24,15 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request, rq *request) (ans
 		f.Refusal = &gate.Refusal{Status: status, Message: msg, Always: isHardRefusal(msg)}
 		return false, nil
 	}
-	canonical, err := matcher.Canonicalize(r.URL.EscapedPath())
+	escaped := r.URL.EscapedPath()
+	canonical, err := matcher.Canonicalize(escaped)
 	if err != nil {
-		f.Refusal, rq.logFields = pathRefusal(r.URL.EscapedPath(), err)
+		f.Refusal, rq.logFields = pathRefusal(escaped, err)
 		return false, nil
 	}
 	f.Path = canonical
-	if !canonicalPathForwardable(r, canonical) {
-		f.PathRefusal, rq.logFields = pathRefusal(r.URL.EscapedPath(), errPathEscapes)
+	if escaped != canonical && !canonicalPathForwardable(canonical) {
+		f.PathRefusal, rq.logFields = pathRefusal(escaped, errPathEscapes)
 	}
 	if answered, err := h.serveOAuth(w, r, canonical); answered {
 		return true, err
