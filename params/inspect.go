@@ -79,7 +79,7 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 		if e := validatePairs(req.RawQuery, true, lim.MaxParams); e != nil {
 			return nil, e
 		}
-		if e := in.q.scanPairs(req.RawQuery, lim, &count, &scratch, true); e != nil {
+		if e := in.q.scanPairs(req.RawQuery, lim, &count, &scratch); e != nil {
 			return nil, e
 		}
 	}
@@ -92,7 +92,7 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 			return nil, e
 		}
 		s := string(req.Body)
-		if e := in.b.scanPairs(s, lim, &count, &scratch, true); e != nil {
+		if e := in.b.scanPairs(s, lim, &count, &scratch); e != nil {
 			return nil, e
 		}
 	case BodyMultipart:
@@ -104,7 +104,7 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 			return nil, e
 		}
 		in.mpParts, in.mpClose = parts, closeAt
-		if e := multipartItems(parts, lim, &count, &in.b, true); e != nil {
+		if e := multipartItems(parts, lim, &count, &in.b); e != nil {
 			return nil, e
 		}
 	case BodyJSON:
@@ -265,7 +265,7 @@ func (in *Inspection) scanJSONBody(b []byte, lim Limits, count *int) *Error {
 			in.b.asUser = true
 		}
 	}
-	in.jsonMembers = appendJSONMembers(in.jsonMembers[:0], b, t, true)
+	in.jsonMembers = appendJSONMembers(in.jsonMembers[:0], b, t)
 	for _, m := range in.jsonMembers {
 		switch m.name {
 		case nmInclude:

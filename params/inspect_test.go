@@ -274,7 +274,12 @@ func BenchmarkFilterQuery(b *testing.B) {
 		b.Run(q[:12], func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				FilterIncludesQuery(q)
+				in, err := Inspect(Request{Method: "GET", RawQuery: q}, DefaultLimits())
+				if err != nil {
+					b.Fatal(err)
+				}
+				in.Rewrite(RewriteOptions{FilterIncludes: true})
+				in.Release()
 			}
 		})
 	}

@@ -190,10 +190,7 @@ func multipartBoundary(ct string) string {
 	}
 	v := ct[at+len(key):]
 	// Rack's reading.
-	rv := v
-	if strings.HasPrefix(rv, `"`) {
-		rv = rv[1:]
-	}
+	rv := strings.TrimPrefix(v, `"`)
 	if i := strings.IndexAny(rv, "\";,"); i >= 0 {
 		rv = rv[:i]
 	}
