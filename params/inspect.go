@@ -1,9 +1,6 @@
 package params
 
-import (
-	"math/bits"
-	"sync"
-)
+import "sync"
 
 // Inspection is the result of Inspect.
 type Inspection struct {
@@ -56,9 +53,6 @@ const maxPooledJSONMembers = 64
 
 // Method-override header names, as reported in MethodOverride.
 var overrideHeaders = [...]string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
-
-// overrideHeaderKeys are the canonical http.Header keys of overrideHeaders.
-var overrideHeaderKeys = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
 
 // Inspect parses the query and the body once. Errors are *Error (400 for
 // malformed or ambiguous input).
@@ -173,12 +167,6 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 // non-canonical spellings, including '_' for '-', which Rack maps to the
 // same env key.
 func overrideHeader(req Request) string {
-	if req.HeaderNamesScanned {
-		if req.OverrideHeaders == 0 {
-			return ""
-		}
-		return overrideHeaders[bits.TrailingZeros8(req.OverrideHeaders)]
-	}
 	// One pass over the names. best is the index of the first override
 	// header present, in overrideHeaders' order.
 	best := len(overrideHeaders)
@@ -194,19 +182,6 @@ func overrideHeader(req Request) string {
 		return overrideHeaders[best]
 	}
 	return ""
-}
-
-// OverrideHeaderRank is the rank of a method-override header among them
-// (0 first), given its canonical http.Header key, or -1 for any other
-// name. Without '_' in names (see Request.HeaderNamesScanned), a name
-// equal to an override header up to case is one Go stored canonically.
-func OverrideHeaderRank(key string) int {
-	for i, k := range overrideHeaderKeys {
-		if key == k {
-			return i
-		}
-	}
-	return -1
 }
 
 func headerNameEq(a, b string) bool {
