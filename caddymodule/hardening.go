@@ -73,8 +73,8 @@ var protectedConnectionTokens = [...]string{
 //     (form, multipart, JSON): the gate cannot read compressed parameters,
 //     and a decompressing component upstream would expose them.
 //
-// It also returns what the parameter inspection needs from the header
-// names, found on the same pass over them.
+// It also returns the Content-Type, found on the same pass over the header
+// names.
 func hardenRequest(r *http.Request) (sh scannedHeaders, status int, msg string) {
 	if r.Method == http.MethodConnect || len(r.Header[":protocol"]) > 0 {
 		return scannedHeaders{}, http.StatusBadRequest, msgTunnel
@@ -107,10 +107,6 @@ func hardenRequest(r *http.Request) (sh scannedHeaders, status int, msg string) 
 			contentEncoding = values
 		case "Connection":
 			connection = true
-		default:
-			if rank := params.OverrideHeaderRank(name); rank >= 0 {
-				sh.overrideHeaders |= 1 << rank
-			}
 		}
 	}
 	if len(r.Trailer) > 0 || len(trailer) > 0 {
@@ -140,8 +136,7 @@ func hardenRequest(r *http.Request) (sh scannedHeaders, status int, msg string) 
 // scannedHeaders is what hardenRequest's pass over the header names found
 // for the rest of the gate.
 type scannedHeaders struct {
-	contentType     string // the Content-Type (at most one is accepted)
-	overrideHeaders uint8  // bit 1<<params.OverrideHeaderRank of each present
+	contentType string // the Content-Type (at most one is accepted)
 }
 
 // isHardRefusal reports whether a hardenRequest refusal stands even in

@@ -6,8 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 )
 
 func readRaw(t *testing.T, raw string) *http.Request {
@@ -128,15 +126,6 @@ func TestHardenRequest(t *testing.T) {
 			}
 			if want := r.Header.Get("Content-Type"); sh.contentType != want {
 				t.Errorf("hardenRequest returned Content-Type %q, the request has %q", sh.contentType, want)
-			}
-			var overrides uint8
-			for name := range r.Header {
-				if rank := params.OverrideHeaderRank(name); rank >= 0 {
-					overrides |= 1 << rank
-				}
-			}
-			if sh.overrideHeaders != overrides {
-				t.Errorf("hardenRequest found override headers %03b, the request has %03b", sh.overrideHeaders, overrides)
 			}
 			if got := r.Header["Connection"]; !reflect.DeepEqual(got, c.connection) {
 				t.Errorf("Connection = %q, want %q", got, c.connection)

@@ -1,9 +1,6 @@
 package params
 
-import (
-	"math/bits"
-	"sync"
-)
+import "sync"
 
 // Inspection is the result of Inspect.
 type Inspection struct {
@@ -57,9 +54,6 @@ const maxPooledJSONMembers = 64
 // Method-override header names, as reported in MethodOverride.
 var overrideHeaders = [...]string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
 
-// overrideHeaderKeys are the canonical http.Header keys of overrideHeaders.
-var overrideHeaderKeys = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
-
 // Inspect parses the query and the body once. Errors are *Error (400 for
 // malformed or ambiguous input).
 //
@@ -79,7 +73,7 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 		if e := validatePairs(req.RawQuery, true, lim.MaxParams); e != nil {
 			return nil, e
 		}
-		if e := in.q.scanPairs(req.RawQuery, lim, &count, &scratch, true); e != nil {
+		if e := in.q.scanPairs(req.RawQuery, lim, &count, &scratch); e != nil {
 			return nil, e
 		}
 	}
@@ -92,7 +86,7 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 			return nil, e
 		}
 		s := string(req.Body)
-		if e := in.b.scanPairs(s, lim, &count, &scratch, true); e != nil {
+		if e := in.b.scanPairs(s, lim, &count, &scratch); e != nil {
 			return nil, e
 		}
 	case BodyMultipart:
@@ -104,7 +98,7 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 			return nil, e
 		}
 		in.mpParts, in.mpClose = parts, closeAt
-		if e := multipartItems(parts, lim, &count, &in.b, true); e != nil {
+		if e := multipartItems(parts, lim, &count, &in.b); e != nil {
 			return nil, e
 		}
 	case BodyJSON:
@@ -173,12 +167,6 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 // non-canonical spellings, including '_' for '-', which Rack maps to the
 // same env key.
 func overrideHeader(req Request) string {
-	if req.HeaderNamesScanned {
-		if req.OverrideHeaders == 0 {
-			return ""
-		}
-		return overrideHeaders[bits.TrailingZeros8(req.OverrideHeaders)]
-	}
 	// One pass over the names. best is the index of the first override
 	// header present, in overrideHeaders' order.
 	best := len(overrideHeaders)
@@ -194,19 +182,6 @@ func overrideHeader(req Request) string {
 		return overrideHeaders[best]
 	}
 	return ""
-}
-
-// OverrideHeaderRank is the rank of a method-override header among them
-// (0 first), given its canonical http.Header key, or -1 for any other
-// name. Without '_' in names (see Request.HeaderNamesScanned), a name
-// equal to an override header up to case is one Go stored canonically.
-func OverrideHeaderRank(key string) int {
-	for i, k := range overrideHeaderKeys {
-		if key == k {
-			return i
-		}
-	}
-	return -1
 }
 
 func headerNameEq(a, b string) bool {
@@ -265,7 +240,7 @@ func (in *Inspection) scanJSONBody(b []byte, lim Limits, count *int) *Error {
 			in.b.asUser = true
 		}
 	}
-	in.jsonMembers = appendJSONMembers(in.jsonMembers[:0], b, t, true)
+	in.jsonMembers = appendJSONMembers(in.jsonMembers[:0], b, t)
 	for _, m := range in.jsonMembers {
 		switch m.name {
 		case nmInclude:

@@ -132,10 +132,9 @@ func TestInspectOverrideMasquerade(t *testing.T) {
 		{Request{Method: "POST", Header: hdr("X-Method-Override", "PUT")}, "X-Method-Override", false},
 		{Request{Method: "POST", Header: http.Header{"X_http_method_override": {"PUT"}}}, "X-HTTP-Method-Override", false},
 		{Request{Method: "POST", Header: http.Header{"X-Method-Override": {"PUT"}, "X_http_method": {"PUT"}}}, "X-HTTP-Method", false},
-		{Request{Method: "POST", Header: hdr("X-Http-Method", "PUT"), HeaderNamesScanned: true, OverrideHeaders: 1 << 1}, "X-HTTP-Method", false},
-		{Request{Method: "POST", HeaderNamesScanned: true, OverrideHeaders: 1<<2 | 1<<1}, "X-HTTP-Method", false},
-		{Request{Method: "POST", Header: http.Header{"Accept": {"*/*"}}, HeaderNamesScanned: true}, "", false},
-		{Request{Method: "POST", RawQuery: "_method=PUT", HeaderNamesScanned: true, OverrideHeaders: 1}, "_method", false},
+		{Request{Method: "POST", Header: http.Header{"X-Method-Override": {"PUT"}, "X-Http-Method": {"PUT"}}}, "X-HTTP-Method", false},
+		{Request{Method: "POST", Header: http.Header{"Accept": {"*/*"}}}, "", false},
+		{Request{Method: "POST", RawQuery: "_method=PUT", Header: hdr("X-HTTP-Method-Override", "PUT")}, "_method", false},
 		{Request{Method: "GET", RawQuery: "as_user_id=1"}, "", true},
 		{Request{Method: "GET", RawQuery: "as_user_id[]=1"}, "", true},
 		{Request{Method: "GET", RawQuery: "as%5Fuser%5Fid=1"}, "", true},
@@ -274,7 +273,12 @@ func BenchmarkFilterQuery(b *testing.B) {
 		b.Run(q[:12], func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				FilterIncludesQuery(q)
+				in, err := Inspect(Request{Method: "GET", RawQuery: q}, DefaultLimits())
+				if err != nil {
+					b.Fatal(err)
+				}
+				in.Rewrite(RewriteOptions{FilterIncludes: true})
+				in.Release()
 			}
 		})
 	}
@@ -316,25 +320,28 @@ func TestReleasedInspectionKeepsNoRequestData(t *testing.T) {
 	}
 }
 
-// A caller's scan with OverrideHeaderRank, as the gate's hardening does it,
-// finds the override header Inspect's own pass over the names finds, for
-// every set of canonical header names without '_'.
-func TestOverrideHeaderRankScan(t *testing.T) {
+// Inspect's pass over the header names finds the first override header
+// present, in the order X-HTTP-Method-Override, X-HTTP-Method,
+// X-Method-Override, for every set of these names and near misses.
+func TestOverrideHeaderEveryNameSet(t *testing.T) {
 	names := []string{"Accept", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Http-Method-Overrid", "X-Method", "Content-Type"}
+	reported := map[string]string{"X-Http-Method-Override": "X-HTTP-Method-Override", "X-Http-Method": "X-HTTP-Method", "X-Method-Override": "X-Method-Override"}
 	for set := range 1 << len(names) {
 		h := http.Header{}
-		var found uint8
 		for i, n := range names {
 			if set&(1<<i) != 0 {
 				h[n] = []string{"PUT"}
-				if r := OverrideHeaderRank(n); r >= 0 {
-					found |= 1 << r
-				}
 			}
 		}
-		scanned := overrideHeader(Request{Header: h, HeaderNamesScanned: true, OverrideHeaders: found})
-		if own := overrideHeader(Request{Header: h}); scanned != own {
-			t.Fatalf("headers %v: the scan finds %q, Inspect's own pass %q", h, scanned, own)
+		want := ""
+		for _, n := range names[1:4] {
+			if _, ok := h[n]; ok {
+				want = reported[n]
+				break
+			}
+		}
+		if got := overrideHeader(Request{Header: h}); got != want {
+			t.Fatalf("headers %v: found %q, want %q", h, got, want)
 		}
 	}
 }

@@ -158,17 +158,12 @@ type jsonTop struct {
 	names    []string
 }
 
-// scanJSON validates b and, when the top level is an object, records each
-// member's span and decoded name. Duplicate member names are refused.
-func scanJSON(b []byte, maxDepth int) (jsonTop, *Error) {
-	return scanJSONInto(b, maxDepth, -1, jsonTop{})
-}
-
-// scanJSONInto is scanJSON appending to t's slices (emptied first), so a
-// pooled Inspection reuses them. With maxMembers >= 0 it stops with
-// MsgTooManyParams at the top-level member after the first maxMembers, so
-// a body of a million members is neither read past the limit nor split
-// into a million names. (UTF-8 is checked string by string for the same
+// scanJSONInto validates b and, when the top level is an object, records
+// each member's span and decoded name. Duplicate member names are refused.
+// It appends to t's slices (emptied first), so a pooled Inspection reuses
+// them. With maxMembers >= 0 it stops with MsgTooManyParams at the
+// top-level member after the first maxMembers, so a body of a million
+// members is neither read past the limit nor split into a million names. (UTF-8 is checked string by string for the same
 // reason: nothing but a string may hold bytes from 0x80 up.)
 func scanJSONInto(b []byte, maxDepth, maxMembers int, t jsonTop) (jsonTop, *Error) {
 	t = jsonTop{members: t.members[:0], names: t.names[:0]}
@@ -348,30 +343,6 @@ func planJSON(ms []jsonMember, n int, removeAll [2]bool, strip bool, remove []bo
 	return removed
 }
 
-// FilterIncludesJSON applies Canvas's include/includes rule to a JSON body:
-// a top-level include/includes member that is not an array is removed; an
-// array keeps only one "uuid" string. Everything else is preserved byte for
-// byte. Invalid JSON, duplicate top-level members and nesting deeper than
-// the default MaxJSONDepth are refused with a *Error. A top-level value that
-// is not an object is returned unchanged.
-func FilterIncludesJSON(body []byte) (out []byte, removed int, err error) {
-	t, e := scanJSON(body, DefaultLimits().MaxJSONDepth)
-	if e != nil {
-		return nil, 0, e
-	}
-	ms := jsonMembersOf(body, t, false)
-	if len(ms) == 0 {
-		return body, 0, nil
-	}
-	remove := make([]bool, len(t.members))
-	replace := make([][]byte, len(t.members))
-	removed = planJSON(ms, len(t.members), [2]bool{}, false, remove, replace)
-	if !changedJSON(remove, replace) {
-		return body, removed, nil
-	}
-	return rewriteJSON(body, t.members, remove, replace), removed, nil
-}
-
 func changedJSON(remove []bool, replace [][]byte) bool {
 	for i := range remove {
 		if remove[i] || replace[i] != nil {
@@ -381,14 +352,9 @@ func changedJSON(remove []bool, replace [][]byte) bool {
 	return false
 }
 
-// jsonMembersOf lists the include/includes (and, with creds, access_token)
+// appendJSONMembers appends to ms the include, includes and access_token
 // members of a scanned object.
-func jsonMembersOf(b []byte, t jsonTop, creds bool) []jsonMember {
-	return appendJSONMembers(nil, b, t, creds)
-}
-
-// appendJSONMembers is jsonMembersOf appending to ms.
-func appendJSONMembers(ms []jsonMember, b []byte, t jsonTop, creds bool) []jsonMember {
+func appendJSONMembers(ms []jsonMember, b []byte, t jsonTop) []jsonMember {
 	for i, name := range t.names {
 		switch name {
 		case "include", "includes":
@@ -400,9 +366,7 @@ func appendJSONMembers(ms []jsonMember, b []byte, t jsonTop, creds bool) []jsonM
 			m.isArray, m.nElems, m.hasUUID, m.uuidOnly = jsonIncludeArray(b[sp.valStart:sp.valEnd])
 			ms = append(ms, m)
 		case "access_token":
-			if creds {
-				ms = append(ms, jsonMember{idx: i, name: nmAccessToken})
-			}
+			ms = append(ms, jsonMember{idx: i, name: nmAccessToken})
 		}
 	}
 	return ms

@@ -404,7 +404,7 @@ func rewriteMultipart(b []byte, parts []mpPart, closeAt int, remove []bool) []by
 
 // multipartItems classifies the parts of a scanned body.
 // scanMultipart has already refused more parts than the limit allows.
-func multipartItems(parts []mpPart, lim Limits, count *int, c *container, creds bool) *Error {
+func multipartItems(parts []mpPart, lim Limits, count *int, c *container) *Error {
 	*count += len(parts)
 	for i, p := range parts {
 		if len(p.name) > lim.MaxKeyBytes {
@@ -415,9 +415,6 @@ func multipartItems(parts []mpPart, lim Limits, count *int, c *container, creds 
 		case nmInclude, nmIncludes:
 			c.add(item{start: i, end: i, name: name, form: form, uuid: !p.hasFile && string(p.content) == "uuid"})
 		case nmAccessToken:
-			if !creds {
-				break
-			}
 			if p.name != "access_token" || p.hasFile {
 				return badRequest(MsgAmbiguousAccessToken)
 			}
@@ -432,36 +429,6 @@ func multipartItems(parts []mpPart, lim Limits, count *int, c *container, creds 
 		}
 	}
 	return nil
-}
-
-// FilterIncludesMultipart applies Canvas's include/includes rule to a
-// multipart/form-data body: parts are named as Rack names them (see
-// partName) and treated like query pairs. Removed parts are cut out; every
-// other part (including file parts) and the close delimiter are kept byte
-// for byte. Malformed or ambiguous bodies, and bodies of more parts than
-// DefaultLimits().MaxParams, are refused with a *Error.
-func FilterIncludesMultipart(body []byte, boundary string) (out []byte, removed int, err error) {
-	if !validBoundary(boundary) {
-		return nil, 0, badRequest(MsgInvalidMultipart)
-	}
-	lim := DefaultLimits()
-	parts, closeAt, e := scanMultipart(body, boundary, lim.MaxParams)
-	if e != nil {
-		return nil, 0, e
-	}
-	var c container
-	count := 0
-	if e := multipartItems(parts, lim, &count, &c, false); e != nil {
-		return nil, 0, e
-	}
-	if e := c.checkIncludeForms(); e != nil {
-		return nil, 0, e
-	}
-	removed = decideIncludes(c.items, nmInclude, false) + decideIncludes(c.items, nmIncludes, false)
-	if !anyRemoved(c.items) {
-		return body, removed, nil
-	}
-	return rewriteMultipart(body, parts, closeAt, removeMask(c.items, len(parts))), removed, nil
 }
 
 func removeMask(items []item, n int) []bool {

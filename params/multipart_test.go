@@ -60,7 +60,7 @@ func TestFilterIncludesMultipart(t *testing.T) {
 		{"--XyZ  \r\n" + cdn("a") + "\r\n\r\n1\r\n--XyZ--", "", 0, true},
 	}
 	for i, tc := range tests {
-		out, removed, err := FilterIncludesMultipart([]byte(tc.in), "XyZ")
+		out, removed, err := filterBody(t, ctMultipart, []byte(tc.in))
 		if tc.err {
 			if err == nil {
 				t.Errorf("%d %q: want error, got %q", i, tc.in, out)
@@ -181,7 +181,7 @@ func TestMultipartPartNamesAsRack(t *testing.T) {
 		{"unquoted name followed by a space at the end", mp(`Content-Disposition: form-data; name=include `, "x"), "--XyZ--\r\n", 1},
 	}
 	for _, tc := range tests {
-		out, removed, err := FilterIncludesMultipart([]byte(tc.in), "XyZ")
+		out, removed, err := filterBody(t, ctMultipart, []byte(tc.in))
 		if tc.out == "" {
 			if err == nil {
 				t.Errorf("%s: want refusal, got %q", tc.name, out)

@@ -190,10 +190,7 @@ func multipartBoundary(ct string) string {
 	}
 	v := ct[at+len(key):]
 	// Rack's reading.
-	rv := v
-	if strings.HasPrefix(rv, `"`) {
-		rv = rv[1:]
-	}
+	rv := strings.TrimPrefix(v, `"`)
 	if i := strings.IndexAny(rv, "\";,"); i >= 0 {
 		rv = rv[:i]
 	}
@@ -270,11 +267,4 @@ type Request struct {
 	RawQuery    string      // r.URL.RawQuery as received
 	ContentType string
 	Body        []byte // the buffered body when BodyKindOf says Form/Multipart/JSON; nil otherwise
-	// HeaderNamesScanned tells Inspect that the caller has already passed
-	// over every header name, removed those containing '_' (as the gate's
-	// request hardening does) and set in OverrideHeaders the bit
-	// 1<<OverrideHeaderRank(name) of each method-override header present,
-	// so Inspect need not look at the names again.
-	HeaderNamesScanned bool
-	OverrideHeaders    uint8
 }

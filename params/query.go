@@ -9,11 +9,6 @@ type item struct {
 	name, form uint8
 	uuid       bool // the value is exactly "uuid" (and, for multipart, not a file)
 	remove     bool // scratch for Rewrite
-	// JSON include/includes members only:
-	isArray  bool
-	nElems   int
-	hasUUID  bool // some element is the string "uuid"
-	uuidOnly bool // the array is exactly one element, the string "uuid"
 }
 
 // container is the parsed state of the query or the body.
@@ -24,11 +19,6 @@ type container struct {
 	method bool   // _method seen
 	asUser bool   // as_user_id seen
 	has    [2]bool
-	// JSON bodies: the span of every top-level member (key start to value end).
-	members []span
-	// multipart bodies: start offset of each part's delimiter line, followed
-	// by the offset of the close delimiter.
-	parts []int
 }
 
 type span struct{ start, end, valStart, valEnd int }
@@ -152,7 +142,7 @@ func pairKey(seg string) (key, val string, hasEq, ok bool) {
 
 // scanPairs parses a validated query string or form body into c. count is
 // the running number of pairs across query and body.
-func (c *container) scanPairs(raw string, lim Limits, count *int, scratch *[]byte, creds bool) *Error {
+func (c *container) scanPairs(raw string, lim Limits, count *int, scratch *[]byte) *Error {
 	for s := 0; s <= len(raw); {
 		e := strings.IndexByte(raw[s:], '&')
 		if e < 0 {
@@ -182,9 +172,6 @@ func (c *container) scanPairs(raw string, lim Limits, count *int, scratch *[]byt
 			case nmInclude, nmIncludes:
 				c.add(item{start: s, end: e, name: name, form: form, uuid: hasEq && valueIsUUID(val)})
 			case nmAccessToken:
-				if !creds {
-					break
-				}
 				exact := false
 				if dk != nil {
 					exact = isExactly(dk, "access_token")
@@ -312,38 +299,4 @@ func rewritePairs(raw string, items []item) (string, bool) {
 		s = e + 1
 	}
 	return b.String(), true
-}
-
-// FilterIncludesQuery applies Canvas's include/includes rule to a query
-// string (or a form body): see the package rules. It refuses what Inspect
-// refuses in a query string (raw ';', bad escapes, control bytes, bytes
-// >= 0x80, too many pairs, too-long keys, scalar and array forms of the same
-// name) with a *Error.
-func FilterIncludesQuery(raw string) (out string, removed int, err error) {
-	return filterPairs(raw, true)
-}
-
-func filterPairs(raw string, isQuery bool) (string, int, error) {
-	if e := validatePairs(raw, isQuery, DefaultLimits().MaxParams); e != nil {
-		return "", 0, e
-	}
-	// One allocation holds the parse state and its small buffers.
-	st := new(struct {
-		c    container
-		buf  [8]item
-		sbuf [64]byte
-	})
-	c := &st.c
-	c.items = st.buf[:0]
-	scratch := st.sbuf[:0]
-	count := 0
-	if e := c.scanPairs(raw, DefaultLimits(), &count, &scratch, false); e != nil {
-		return "", 0, e
-	}
-	if e := c.checkIncludeForms(); e != nil {
-		return "", 0, e
-	}
-	removed := decideIncludes(c.items, nmInclude, false) + decideIncludes(c.items, nmIncludes, false)
-	out, _ := rewritePairs(raw, c.items)
-	return out, removed, nil
 }

@@ -1,6 +1,7 @@
 package params
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -16,6 +17,50 @@ func wantStatus(t *testing.T, err error, status int) {
 		t.Fatalf("want status %d, got %d (%s)", status, pe.Status, pe.Message)
 	}
 }
+
+// filterIncludes is what the gate does to the parameters of a request whose
+// key has allow_includes=false (and, with strip, whose credential it
+// substitutes): Inspect, then Rewrite. It returns the rewritten query or
+// body and the number of include values removed, and checks that Rewrite's
+// Changed flags say whether the query and body changed.
+func filterIncludes(t testing.TB, req Request, strip bool) (Rewritten, error) {
+	t.Helper()
+	in, err := Inspect(req, DefaultLimits())
+	if err != nil {
+		return Rewritten{}, err
+	}
+	defer in.Release()
+	rw, err := in.Rewrite(RewriteOptions{FilterIncludes: true, StripCredentials: strip})
+	if err != nil {
+		return Rewritten{}, err
+	}
+	if rw.IncludesRemoved < 0 {
+		t.Fatalf("negative IncludesRemoved %d", rw.IncludesRemoved)
+	}
+	if rw.QueryChanged != (rw.RawQuery != req.RawQuery) || rw.BodyChanged != !bytes.Equal(rw.Body, req.Body) {
+		t.Fatalf("Changed flags %v/%v for %q %q -> %q %q", rw.QueryChanged, rw.BodyChanged, req.RawQuery, req.Body, rw.RawQuery, rw.Body)
+	}
+	return rw, nil
+}
+
+// filterQuery applies the include filter to a query string.
+func filterQuery(t testing.TB, raw string) (string, int, error) {
+	t.Helper()
+	rw, err := filterIncludes(t, Request{Method: "GET", RawQuery: raw}, false)
+	return rw.RawQuery, rw.IncludesRemoved, err
+}
+
+// filterBody applies the include filter to a POST body of this Content-Type.
+func filterBody(t testing.TB, contentType string, body []byte) ([]byte, int, error) {
+	t.Helper()
+	rw, err := filterIncludes(t, Request{Method: "POST", ContentType: contentType, Body: body}, false)
+	return rw.Body, rw.IncludesRemoved, err
+}
+
+const (
+	ctJSON      = "application/json"
+	ctMultipart = "multipart/form-data; boundary=XyZ"
+)
 
 func TestFilterIncludesQuery(t *testing.T) {
 	tests := []struct {
@@ -63,7 +108,7 @@ func TestFilterIncludesQuery(t *testing.T) {
 		{"a=%2B&include[]=%75uid&z=%26", "a=%2B&include[]=%75uid&z=%26", 0, false},
 	}
 	for _, tc := range tests {
-		out, removed, err := FilterIncludesQuery(tc.in)
+		out, removed, err := filterQuery(t, tc.in)
 		if tc.err {
 			if err == nil {
 				t.Errorf("%q: want error, got %q", tc.in, out)
@@ -85,10 +130,15 @@ func TestFilterIncludesQuery(t *testing.T) {
 func TestFilterIncludesQueryNoAlloc(t *testing.T) {
 	raw := "per_page=10&page=2&sort=name"
 	n := testing.AllocsPerRun(100, func() {
-		out, _, _ := FilterIncludesQuery(raw)
-		if out != raw {
+		in, err := Inspect(Request{Method: "GET", RawQuery: raw}, DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rw, err := in.Rewrite(RewriteOptions{FilterIncludes: true})
+		if err != nil || rw.RawQuery != raw {
 			t.Fatal("changed")
 		}
+		in.Release()
 	})
 	if n > 1 {
 		t.Errorf("allocs = %v", n)
