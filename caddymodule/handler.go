@@ -45,8 +45,12 @@ func init() {
 // {http.canvas_scopes.scope}.
 type Handler struct {
 	// KeysFile is the path of the JSON keys file (developer keys, token
-	// hashes, clients). Required.
+	// hashes, clients). Required unless database is set.
 	KeysFile string `json:"keys_file,omitempty"`
+
+	// FleetConfig: database, max_staleness, stale_policy, snapshot_file
+	// (see fleet.go).
+	FleetConfig
 
 	// UnknownTokens says what to do with a credential that is not in the
 	// keys file: "deny" (401 Invalid access token.) or "pass" (forward it
@@ -139,6 +143,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	// Build the shared catalogue tree now, not on the first request.
 	matcher.CatalogueSet()
+	if h.Database != "" {
+		if err := h.provisionDatabase(ctx); err != nil {
+			return err
+		}
+		if err := h.provisionOAuth(ctx); err != nil {
+			return err
+		}
+		return registerMetrics(ctx.GetMetricsRegistry())
+	}
 	interval := defaultReloadInterval
 	if h.ReloadInterval != nil {
 		interval = time.Duration(*h.ReloadInterval)
@@ -170,8 +183,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 func (h *Handler) validateConfig() error {
-	if h.KeysFile == "" {
-		return errors.New("canvas_scopes: keys_file is required")
+	if (h.KeysFile == "") == (h.Database == "") {
+		return errors.New("canvas_scopes: exactly one of keys_file and database is required")
 	}
 	for name, v := range map[string]string{"unknown_tokens": h.UnknownTokens, "anonymous": h.Anonymous} {
 		if v != "" && v != "deny" && v != "pass" {
@@ -195,6 +208,9 @@ func (h *Handler) validateConfig() error {
 
 // Cleanup releases this config's reference to the shared key store.
 func (h *Handler) Cleanup() error {
+	if h.fleetKey != "" {
+		return h.cleanupDatabase()
+	}
 	if h.poolKey != "" {
 		_, err := keystores.Delete(h.poolKey)
 		return err
@@ -249,6 +265,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.refuse(w, r, next, start, http.StatusBadRequest, insp.MethodOverride+" is not allowed: the gate checks the request method Canvas routes on")
 	}
 
+	if stale, err := h.refuseStale(w, r, next, start); stale {
+		return err
+	}
 	store := h.keystore.current.Load()
 	preq := policy.Request{
 		Method: r.Method, Path: canonical, Host: r.Host,

@@ -328,6 +328,9 @@ func (h *Handler) serveClientEndpoint(w http.ResponseWriter, r *http.Request, pa
 	own := verr == nil && claims.ClientID == client.ClientID
 	if path == oauth.RevokePath {
 		if own && now.Before(claims.ExpiresAt) {
+			if !h.shareRevocation(w, r, &claims) {
+				return
+			}
 			if err := revocations.Add(claims.ID, claims.ExpiresAt, now); err != nil {
 				h.oauthLog(zap.ErrorLevel, "oauth revocation refused", client.ClientID, zap.String("token_id", claims.ShortID()), zap.Error(err))
 				w.Header().Set("Retry-After", "60")

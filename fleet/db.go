@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -63,7 +64,8 @@ func safeErr(err error) string {
 	if errors.As(err, &pe) {
 		return pe.Message + " (SQLSTATE " + pe.Code + ")"
 	}
-	return err.Error()
+	// One line: connect errors list every address tried on its own line.
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 // write runs fn in a transaction holding the revision row. fn gets the

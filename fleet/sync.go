@@ -187,7 +187,9 @@ func compareStrings(a, b string) int {
 	return 0
 }
 
-func digest(rev int64) [32]byte { return sha256.Sum256([]byte("canvas_scopes revision " + strconv.FormatInt(rev, 10))) }
+func digest(rev int64) [32]byte {
+	return sha256.Sum256([]byte("canvas_scopes revision " + strconv.FormatInt(rev, 10)))
+}
 
 // Start connects, migrates, reads everything and keeps syncing in the
 // background. When the database cannot be reached within StartTimeout it
