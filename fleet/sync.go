@@ -348,6 +348,16 @@ func (s *Syncer) follow(ctx context.Context, conn *pgx.Conn) error {
 			if conn.IsClosed() || wait.Err() == nil {
 				return err
 			}
+			// One cheap statement that doubles as a liveness check.
+			var rev int64
+			if err := conn.QueryRow(ctx, `SELECT rev FROM canvas_scopes_revision`).Scan(&rev); err != nil {
+				return err
+			}
+			if rev == s.rev.Load() {
+				s.lastSync.Store(time.Now().UnixNano())
+				s.saveSnapshot()
+				continue
+			}
 		} else if rev, perr := strconv.ParseInt(n.Payload, 10, 64); perr == nil && rev <= s.rev.Load() {
 			s.lastSync.Store(time.Now().UnixNano())
 			continue // already read
