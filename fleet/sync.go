@@ -314,7 +314,7 @@ func (s *Syncer) run(ctx context.Context, conn *pgx.Conn) {
 					return
 				case <-time.After(backoff):
 				}
-				backoff = min(2*backoff, 5*time.Second)
+				backoff = min(2*backoff, 2*time.Second)
 				continue
 			}
 			backoff = 100 * time.Millisecond
