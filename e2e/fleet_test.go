@@ -489,3 +489,35 @@ func TestFleetDatabaseOutage(t *testing.T) {
 		t.Errorf("stale_policy deny after the database came back: %d", s)
 	}
 }
+
+// startStaleFleetGate starts a gate whose database never answers, serving a
+// snapshot written an hour ago: its sync age is an hour (for the
+// monitoring test's database panel and CanvasScopesDatabaseSyncStale).
+func startStaleFleetGate(t *testing.T, up *upstream) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	snap := filepath.Join(dir, "snapshot.json")
+	keys := strings.ReplaceAll(fleetKeys(vendorScopes, true), "\n", "")
+	body := fmt.Sprintf(`{"canvas_scopes_snapshot": 1, "revision": 7, "written_at": %q, "oauth_revocations": [], "keys_file": %s}`,
+		time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), keys)
+	if err := os.WriteFile(snap, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startFleetInstance(t, up, "postgres://postgres@127.0.0.1:1/unreachable?sslmode=disable&connect_timeout=1", "snapshot_file "+snap)
+}
+
+func TestFleetSnapshotOfUnreachableDatabase(t *testing.T) {
+	in := startStaleFleetGate(t, newUpstream(t))
+	if s := status(t, in, fleetStaticToken); s != 200 {
+		t.Errorf("token from the snapshot: %d", s)
+	}
+	if s := status(t, in, "test-only-fleet-revoked-token"); s != 401 {
+		t.Errorf("revoked token from the snapshot: %d", s)
+	}
+	if age := fleetMetric(t, in, "caddy_canvas_scopes_db_sync_age_seconds"); age < 3500 {
+		t.Errorf("db_sync_age_seconds %v, want the snapshot's age (an hour)", age)
+	}
+	if rev := fleetMetric(t, in, "caddy_canvas_scopes_db_revision"); rev != 7 {
+		t.Errorf("db_revision %v, want the snapshot's 7", rev)
+	}
+}
