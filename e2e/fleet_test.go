@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/fleet"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/internal/pgtest"
 )
 
@@ -520,4 +524,105 @@ func TestFleetSnapshotOfUnreachableDatabase(t *testing.T) {
 	if rev := fleetMetric(t, in, "caddy_canvas_scopes_db_revision"); rev != 7 {
 		t.Errorf("db_revision %v, want the snapshot's 7", rev)
 	}
+}
+
+// token create/revoke/list on a keys file: an atomic rewrite that keeps
+// every other entry, picked up by a running gate.
+func TestTokenCLIOnKeysFile(t *testing.T) {
+	up := newUpstream(t)
+	in := startCaddy(t, up, siteConfig{KeysJSON: fleetKeys(vendorScopes, true), Gate: "reload_interval 100ms",
+		Env: []string{"TEST_UPSTREAM_TOKEN=" + upstreamTok}})
+	before, err := os.ReadFile(in.keysPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut := mustCLI(t, "token", "create", "--keys-file", in.keysPath, "--key", "vendor-a", "--label", "file token", "--expires", "2099-01-01T00:00:00Z", "--scopes", "url:GET|/api/v1/courses")
+	tok := strings.TrimSuffix(out, "\n")
+	if strings.Contains(tok, "\n") || len(tok) != 64 || !strings.Contains(errOut, sha(tok)[:12]) {
+		t.Fatalf("stdout %q stderr %q", out, errOut)
+	}
+	after, _ := os.ReadFile(in.keysPath)
+	if bytes.Contains(after, []byte(tok)) || !bytes.Contains(after, []byte(sha(tok))) {
+		t.Fatal("the keys file holds the token, or not its hash")
+	}
+	for _, id := range []string{`"vendor-a"`, `"m2m"`, sha(fleetStaticToken), sha("test-only-fleet-revoked-token"), sha(oaSecret1), "{env.TEST_UPSTREAM_TOKEN}"} {
+		if bytes.Contains(before, []byte(id)) && !bytes.Contains(after, []byte(id)) {
+			t.Errorf("the rewrite lost %s", id)
+		}
+	}
+	if fi, _ := os.Stat(in.keysPath); fi.Mode().Perm() != 0o600 {
+		t.Errorf("the rewrite changed the mode to %v", fi.Mode().Perm())
+	}
+	untilAll(t, time.Now(), tok, 200, in)
+	if resp, _ := in.do(in.request("GET", "/api/v1/courses/1/assignments", tok, nil)); resp.StatusCode != 401 {
+		t.Errorf("a scope outside --scopes: %d", resp.StatusCode)
+	}
+	list, _ := mustCLI(t, "token", "list", "--keys-file", in.keysPath, "--key", "vendor-a")
+	if !strings.Contains(list, sha(tok)[:12]) || !strings.Contains(list, `"file token"`) || strings.Contains(list, sha(tok)) {
+		t.Errorf("token list:\n%s", list)
+	}
+	mustCLI(t, "token", "revoke", "--keys-file", in.keysPath, sha(tok)[:12])
+	untilAll(t, time.Now(), tok, 401, in)
+	// Errors: one line, non-zero.
+	for _, args := range [][]string{
+		{"token", "create", "--keys-file", in.keysPath, "--key", "nope"},
+		{"token", "create", "--keys-file", in.keysPath, "--key", "vendor-a", "--scopes", "url:GET|/api/v1/accounts"},
+		{"token", "create", "--keys-file", in.keysPath, "--key", "vendor-a", "--expires", "soon"},
+		{"token", "revoke", "--keys-file", in.keysPath, "000000000000"},
+		{"token", "list"},
+	} {
+		out, errOut, err := fleetCLI(t, args...)
+		if err == nil || out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%v: err %v stdout %q stderr %q; want exit 1 and one line on stderr", args, err, out, errOut)
+		}
+	}
+}
+
+// Handlers and reloads share one sync connection per DSN.
+func TestFleetReloadKeepsOneListener(t *testing.T) {
+	dsn := fleetDatabase(t, fleetKeys(vendorScopes, true))
+	a := startFleetInstance(t, newUpstream(t), dsn, "")
+	count := func() int {
+		ctx := context.Background()
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		var n int
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`, fleet.ApplicationName).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d sync connections for one instance, want 1", n)
+	}
+	resp, err := http.Get(a.admin + "/config/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg bytes.Buffer
+	cfg.ReadFrom(resp.Body)
+	resp.Body.Close()
+	for i := range 3 {
+		// A changed config (log_allowed) forces a real reload.
+		body := strings.Replace(cfg.String(), `"handler":"canvas_scopes"`, fmt.Sprintf(`"handler":"canvas_scopes","log_allowed":0.%d`, i+1), 1)
+		if body == cfg.String() {
+			t.Fatalf("no canvas_scopes handler in /config/: %s", body)
+		}
+		r, err := http.Post(a.admin+"/load", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != 200 {
+			t.Fatalf("reload %d: %d", i, r.StatusCode)
+		}
+	}
+	if n := count(); n != 1 {
+		t.Errorf("%d sync connections after 3 reloads, want 1", n)
+	}
+	out, _ := mustCLI(t, "token", "create", "--database", dsn, "--key", "vendor-a")
+	untilAll(t, time.Now(), strings.TrimSpace(out), 200, a)
 }

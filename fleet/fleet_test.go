@@ -405,3 +405,32 @@ func TestSnapshotFileServesWhileDown(t *testing.T) {
 		t.Error("start without database or snapshot succeeded")
 	}
 }
+
+// Deleting a key (a full compile) and changing clients reach the store.
+func TestSyncKeyDeletionAndClients(t *testing.T) {
+	c, s := startedFleet(t, Options{})
+	ctx := context.Background()
+	if s.Store().Client("job") == nil || s.Store().Lookup("tok-b") == nil {
+		t.Fatal("initial store lacks the client or tok-b")
+	}
+	kf := smallFile(t)
+	kf.DeveloperKeys = slices.DeleteFunc(kf.DeveloperKeys, func(k policy.DeveloperKey) bool { return k.ID == "vendor-b" })
+	kf.Tokens = slices.DeleteFunc(kf.Tokens, func(t policy.Token) bool { return t.DeveloperKey == "vendor-b" })
+	kf.Clients[0].Scopes = []string{"url:GET|/api/v1/users/:user_id/profile"}
+	if _, _, err := Import(ctx, c, kf); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return s.Store().Key("vendor-b") == nil })
+	if s.Store().Lookup("tok-b") != nil {
+		t.Error("the deleted key's token is still found")
+	}
+	if cl := s.Store().Client("job"); cl == nil || !slices.Equal(cl.Scopes, kf.Clients[0].Scopes) || cl.Key != s.Store().Key("vendor-a") {
+		t.Errorf("client not updated: %+v", cl)
+	}
+	kf.Clients = nil
+	if _, _, err := Import(ctx, c, kf); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return s.Store().Client("job") == nil })
+	equalsTables(t, c, s)
+}
