@@ -626,3 +626,46 @@ func TestFleetReloadKeepsOneListener(t *testing.T) {
 	out, _ := mustCLI(t, "token", "create", "--database", dsn, "--key", "vendor-a")
 	untilAll(t, time.Now(), strings.TrimSpace(out), 200, a)
 }
+
+// The listener's connection killed while changes are made: the instance
+// converges within the poll interval (plus a reconnect).
+func TestFleetListenerKilled(t *testing.T) {
+	dsn := fleetDatabase(t, fleetKeys(vendorScopes, true))
+	a := startFleetInstance(t, newUpstream(t), dsn, "")
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var toks []string
+	for i := range 6 {
+		if i%2 == 0 {
+			// Wait for the reconnect after the previous kill, then kill.
+			var killed int
+			for deadline := time.Now().Add(3 * time.Second); killed == 0 && time.Now().Before(deadline); {
+				if err := c.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`, fleet.ApplicationName).Scan(&killed); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if killed != 1 {
+				t.Fatalf("terminated %d sync connections, want 1", killed)
+			}
+		}
+		out, _ := mustCLI(t, "token", "create", "--database", dsn, "--key", "vendor-a")
+		toks = append(toks, strings.TrimSpace(out))
+	}
+	done := time.Now()
+	var last time.Duration
+	for _, tok := range toks {
+		last = untilAll(t, done, tok, 200, a)
+	}
+	t.Logf("listener killed 3 times during 6 changes: all in force %v after the last change; reconnects metric %v",
+		last.Round(time.Millisecond), fleetMetric(t, a, "caddy_canvas_scopes_db_reconnects_total"))
+	if last > 2*time.Second {
+		t.Errorf("converged after %v, want within the 1 s poll interval plus a reconnect", last)
+	}
+	if fleetMetric(t, a, "caddy_canvas_scopes_db_reconnects_total") < 3 {
+		t.Error("fewer than 3 reconnects counted")
+	}
+}

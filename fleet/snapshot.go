@@ -54,7 +54,9 @@ func (s *Syncer) saveSnapshot() {
 			snap.Revocations = append(snap.Revocations, snapshotRevocation{ID: hex.EncodeToString(r.ID[:]), ClientID: r.ClientID, ExpiresAt: r.ExpiresAt.UTC()})
 		}
 	}
+	s.snapWG.Add(1)
 	go func() {
+		defer s.snapWG.Done()
 		err := WriteFileAtomic(s.opts.SnapshotFile, 0o600, func(w io.Writer) error {
 			var body bytes.Buffer
 			if err := WriteKeysFile(&body, kf); err != nil {

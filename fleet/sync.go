@@ -74,6 +74,7 @@ type Syncer struct {
 	m        *model // owned by the sync goroutine after Start
 	snapMu   sync.Mutex
 	snapBusy bool
+	snapWG   sync.WaitGroup // in-flight snapshot writes, awaited by Close
 	snapRev  int64 // revision last handed to the snapshot writer (sync goroutine only)
 }
 
@@ -244,6 +245,7 @@ func Start(ctx context.Context, opts Options) (*Syncer, error) {
 func (s *Syncer) Close() {
 	s.cancel()
 	<-s.done
+	s.snapWG.Wait()
 }
 
 // Store is the current snapshot.
