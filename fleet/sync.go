@@ -75,7 +75,7 @@ type Syncer struct {
 	snapMu   sync.Mutex
 	snapBusy bool
 	snapWG   sync.WaitGroup // in-flight snapshot writes, awaited by Close
-	snapRev  int64 // revision last handed to the snapshot writer (sync goroutine only)
+	snapRev  int64          // revision last handed to the snapshot writer (sync goroutine only)
 }
 
 // model is the synced content, the source for compiling and patching.
