@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -433,4 +436,98 @@ func TestSyncKeyDeletionAndClients(t *testing.T) {
 	}
 	waitFor(t, func() bool { return s.Store().Client("job") == nil })
 	equalsTables(t, c, s)
+}
+
+// freezingProxy forwards TCP to PostgreSQL until frozen; frozen, it keeps
+// the connections open and forwards nothing (a partition without resets).
+type freezingProxy struct {
+	addr   string
+	frozen atomic.Bool
+}
+
+func newFreezingProxy(t *testing.T, target string) *freezingProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	p := &freezingProxy{addr: l.Addr().String()}
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			for p.frozen.Load() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				dst.Close()
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if p.frozen.Load() {
+				continue // never answered: a connect attempt hangs
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go pipe(s, c)
+			go pipe(c, s)
+		}
+	}()
+	return p
+}
+
+// A server that stops answering without closing the connection: the
+// syncer notices within QueryTimeout, keeps serving, and resyncs when the
+// path heals.
+func TestSyncSurvivesSilentPartition(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	u, _ := url.Parse(dsn)
+	proxy := newFreezingProxy(t, u.Host)
+	viaProxy := *u
+	viaProxy.Host = proxy.addr
+	c, s := startedFleet(t, Options{DSN: dsn})
+	s.Close()
+	s2, err := Start(context.Background(), Options{DSN: viaProxy.String(), PollInterval: 100 * time.Millisecond, QueryTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	proxy.frozen.Store(true)
+	frozenAt := time.Now()
+	tok, _, err := CreateToken(context.Background(), c, TokenOptions{Key: "vendor-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if s2.Store().Lookup("tok-a") == nil {
+		t.Fatal("the last good store was dropped")
+	}
+	if s2.Store().Lookup(tok) != nil {
+		t.Fatal("a change arrived through a frozen connection")
+	}
+	if age := time.Since(s2.Stats().LastSync); age < time.Second {
+		t.Errorf("sync age %v while partitioned, want it to grow", age)
+	}
+	if s2.Stats().SyncErrors == 0 {
+		t.Error("no sync error counted while partitioned")
+	}
+	proxy.frozen.Store(false)
+	healed := time.Now()
+	waitFor(t, func() bool { return s2.Store().Lookup(tok) != nil })
+	t.Logf("partition %v: change in force %v after the path healed; reconnects %d", healed.Sub(frozenAt).Round(time.Millisecond), time.Since(healed).Round(time.Millisecond), s2.Stats().Reconnects)
 }

@@ -26,6 +26,10 @@ type Options struct {
 	PollInterval time.Duration
 	// StartTimeout bounds the first connection and sync. Default 10s.
 	StartTimeout time.Duration
+	// QueryTimeout bounds a poll or an incremental read; a server that
+	// stops answering without closing the connection (a partition) is
+	// then dropped and reconnected to. Default 5s.
+	QueryTimeout time.Duration
 	// SnapshotFile, when set, receives the last synced state (0600,
 	// atomically) and is read at start when the database is unreachable.
 	SnapshotFile string
@@ -51,6 +55,10 @@ type Stats struct {
 
 // ApplicationName names the sync connections in pg_stat_activity.
 const ApplicationName = "canvas_scopes_sync"
+
+// fullSyncTimeout bounds a full read: past it the connection is dropped
+// and reopened.
+const fullSyncTimeout = time.Minute
 
 // maxOverlay bounds the tokens patched over a compiled store before the
 // store is compiled whole again (each patch copies the overlay).
@@ -203,6 +211,9 @@ func Start(ctx context.Context, opts Options) (*Syncer, error) {
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 10 * time.Second
 	}
+	if opts.QueryTimeout <= 0 {
+		opts.QueryTimeout = 5 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
@@ -274,8 +285,9 @@ func (s *Syncer) connect(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > 5*time.Second {
-		cfg.ConnectTimeout = 5 * time.Second
+	// A connect attempt into a partition must not outlast a query.
+	if limit := max(s.opts.QueryTimeout, time.Second); cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > limit {
+		cfg.ConnectTimeout = limit
 	}
 	cfg.Tracer = queryCounter{&s.queries}
 	cfg.RuntimeParams["application_name"] = ApplicationName
@@ -300,7 +312,10 @@ func (s *Syncer) run(ctx context.Context, conn *pgx.Conn) {
 			var err error
 			conn, err = s.connect(ctx)
 			if err == nil {
-				if err = s.fullSync(ctx, conn); err != nil {
+				fctx, fcancel := context.WithTimeout(ctx, fullSyncTimeout)
+				err = s.fullSync(fctx, conn)
+				fcancel()
+				if err != nil {
 					conn.Close(context.Background())
 					conn = nil
 				}
@@ -351,8 +366,14 @@ func (s *Syncer) follow(ctx context.Context, conn *pgx.Conn) error {
 				return err
 			}
 			// One cheap statement that doubles as a liveness check.
+			// A server that stopped answering (a half-open connection)
+			// must not hold the loop: the timeout closes it and the
+			// syncer reconnects.
 			var rev int64
-			if err := conn.QueryRow(ctx, `SELECT rev FROM canvas_scopes_revision`).Scan(&rev); err != nil {
+			qctx, qcancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
+			err := conn.QueryRow(qctx, `SELECT rev FROM canvas_scopes_revision`).Scan(&rev)
+			qcancel()
+			if err != nil {
 				return err
 			}
 			if rev == s.rev.Load() {
@@ -364,7 +385,10 @@ func (s *Syncer) follow(ctx context.Context, conn *pgx.Conn) error {
 			s.lastSync.Store(time.Now().UnixNano())
 			continue // already read
 		}
-		if err := s.incremental(ctx, conn, started); err != nil {
+		rctx, rcancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
+		err = s.incremental(rctx, conn, started)
+		rcancel()
+		if err != nil {
 			return err
 		}
 	}
