@@ -34,6 +34,7 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/canvas_scopes/reload", Handler: caddy.AdminHandlerFunc(handleReload)},
 		{Pattern: "/canvas_scopes/keys", Handler: caddy.AdminHandlerFunc(handleKeys)},
+		{Pattern: "/canvas_scopes/lookup_cache/purge", Handler: caddy.AdminHandlerFunc(handleLookupCachePurge)},
 	}
 }
 

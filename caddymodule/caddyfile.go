@@ -115,6 +115,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("token_signing_keys needs at least one key, such as {env.CANVAS_SCOPES_SIGNING_KEY}")
 			}
 			h.TokenSigningKeys = append(h.TokenSigningKeys, keys...)
+		case "canvas_api":
+			c, err := parseCanvasAPI(d)
+			if err != nil {
+				return err
+			}
+			h.CanvasAPI = c
+			continue
 		case "metrics":
 			if h.Metrics == nil {
 				h.Metrics = &MetricsConfig{}
@@ -135,7 +142,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		default:
-			return d.Errf("unknown canvas_scopes option %q (known: keys_file, database, max_staleness, stale_policy, snapshot_file, unknown_tokens, anonymous, allow_unknown_scopes, reload_interval, max_body_size, mode, log_allowed, metrics, token_signing_keys)", d.Val())
+			return d.Errf("unknown canvas_scopes option %q (known: keys_file, database, max_staleness, stale_policy, snapshot_file, unknown_tokens, anonymous, allow_unknown_scopes, reload_interval, max_body_size, mode, log_allowed, metrics, token_signing_keys, canvas_api)", d.Val())
 		}
 		if d.NextArg() {
 			return d.ArgErr()

@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/gate"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
@@ -142,11 +142,11 @@ func runValidate(path string, allowUnknown bool, stdout, stderr io.Writer) int {
 		switch {
 		case errors.As(err, &ces):
 			for _, e := range ces {
-				fmt.Fprintln(stderr, withScopeSuggestions(e, allowUnknown))
+				fmt.Fprintln(stderr, e)
 			}
 			fmt.Fprintf(stderr, "%s: %d problem(s)\n", path, len(ces))
 		case errors.As(err, &ce):
-			fmt.Fprintln(stderr, withScopeSuggestions(ce, allowUnknown))
+			fmt.Fprintln(stderr, ce)
 			fmt.Fprintf(stderr, "%s: 1 problem(s)\n", path)
 		default:
 			fmt.Fprintf(stderr, "%s: %v\n", path, err)
@@ -155,49 +155,6 @@ func runValidate(path string, allowUnknown bool, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d developer key(s), %d token(s)\n", path, len(store.Keys()), store.TokenCount())
 	return exitOK
-}
-
-// withScopeSuggestions adds did-you-mean suggestions to a malformed scope
-// error (the keys file parser suggests only for well-formed scopes missing
-// from the catalogue).
-func withScopeSuggestions(e policy.ConfigError, allowUnknown bool) string {
-	line := e.Error()
-	if !strings.Contains(e.Field, ".scopes[") || strings.Contains(e.Msg, "did you mean") {
-		return line
-	}
-	rest, ok := strings.CutPrefix(e.Msg, "scope ")
-	if !ok {
-		return line
-	}
-	q, err := strconv.QuotedPrefix(rest)
-	if err != nil {
-		return line
-	}
-	scope, err := strconv.Unquote(q)
-	if err != nil {
-		return line
-	}
-	candidates := []string{scope}
-	if !strings.HasPrefix(scope, "url:") && strings.Contains(scope, "|") {
-		candidates = append(candidates, "url:"+scope)
-	}
-	for _, c := range candidates {
-		var ve *matcher.ValidationError
-		if err := matcher.ValidateScopes([]string{c}, allowUnknown); errors.As(err, &ve) && len(ve.Problems) == 1 && len(ve.Problems[0].Suggestions) > 0 {
-			return line + "; did you mean " + quoteJoin(ve.Problems[0].Suggestions) + "?"
-		} else if err == nil && c != scope {
-			return line + "; did you mean " + strconv.Quote(c) + "?"
-		}
-	}
-	return line
-}
-
-func quoteJoin(s []string) string {
-	q := make([]string, len(s))
-	for i, v := range s {
-		q[i] = strconv.Quote(v)
-	}
-	return strings.Join(q, " or ")
 }
 
 type explainOptions struct {
@@ -279,96 +236,101 @@ func runExplain(o explainOptions, stdout, stderr io.Writer) int {
 		fmt.Fprintf(w, "%-16s "+format+"\n", append([]any{name + ":"}, args...)...)
 	}
 	field("request", "%s %s", method, redactQuery(escapedPath, rawQuery))
-	canonical, err := matcher.Canonicalize(escapedPath)
-	if err != nil {
-		field("decision", "%s", decBadRequest)
-		field("reason", "refused path: %v", err)
-		return exitDenied
-	}
-	field("canonical path", "%s", canonical)
-	needed, hasNeeded := matcher.CatalogueSet().Match(method, canonical)
 
-	insp, err := params.Inspect(params.Request{Method: method, Header: http.Header{}, RawQuery: rawQuery}, params.DefaultLimits())
-	if err != nil {
-		field("decision", "%s", decBadRequest)
-		field("reason", "%v", err)
-		return exitDenied
-	}
-	if insp.MethodOverride != "" {
-		field("decision", "%s", decBadRequest)
-		field("reason", "%s is not allowed: the gate checks the request method Canvas routes on", insp.MethodOverride)
-		return exitDenied
-	}
-
-	entry := store.LookupHash(hash)
-	if entry == nil {
-		field("token", "%s (not in the keys file)", policy.TokenID(hash))
-		field("decision", "%s", decInvalid)
-		field("reason", "token is not registered (with unknown_tokens pass the request would be forwarded untouched for Canvas to check)")
-		return exitDenied
-	}
-	key := entry.Key
-	d := policy.Evaluate(entry, policy.Request{Method: method, Path: canonical, Host: host, Masquerade: insp.Masquerade, Now: o.now})
-	label := ""
-	if entry.Label != "" {
-		label = fmt.Sprintf(" (%s)", entry.Label)
-	}
-	field("token", "%s%s", entry.ID, label)
-	name := ""
-	if key.Name != "" {
-		name = fmt.Sprintf(" (%s)", key.Name)
-	}
-	field("developer key", "%s%s, mode %s", key.ID, name, key.Mode)
-
-	report := key.Mode == policy.ModeReport
-	if d.Outcome != policy.Allowed {
-		if report {
-			field("decision", "%s (report mode: enforce would answer %s)", decWouldDeny, decisionLabel(d.Outcome))
-		} else {
-			field("decision", "%s", decisionLabel(d.Outcome))
-		}
-		field("reason", "%s", d.Reason)
-		if hasNeeded && (report || d.Outcome == policy.InsufficientScope) {
-			field("needed scope", "%s", needed)
-		} else if !hasNeeded && d.Outcome == policy.InsufficientScope {
-			field("needed scope", "none: no catalogue scope covers %s %s", method, canonical)
-		}
-		if !report {
-			return exitDenied
-		}
+	// The facts the handler's read step would produce for this request,
+	// decided by the same gate.Decide call.
+	f := gate.Facts{Method: method, Host: host, Now: o.now, TokenHash: hash, HasToken: true}
+	if canonical, err := matcher.Canonicalize(escapedPath); err != nil {
+		f.Refusal, _ = pathRefusal(escapedPath, err)
 	} else {
-		field("decision", "%s", decAllowed)
-		field("reason", "%s", nonEmpty(d.Reason, "a scope matches"))
-		if d.Scope != "" {
-			field("matched scope", "%s", d.Scope)
+		f.Path = canonical
+		field("canonical path", "%s", canonical)
+		insp, err := params.Inspect(params.Request{Method: method, Header: http.Header{}, RawQuery: rawQuery}, params.DefaultLimits())
+		if err != nil {
+			f.Refusal = gate.ParamsRefusal(err)
+		} else {
+			defer insp.Release()
+			f.Params = insp
 		}
 	}
+	v := gate.Decide(&f, gate.State{Store: store}, gate.Config{})
 
-	// What the handler would forward (forward() in handler.go).
-	filter := d.Outcome == policy.Allowed && key.RequireScopes && !key.AllowIncludes && !report
-	_, substitute := key.UpstreamToken()
-	rw, err := insp.Rewrite(params.RewriteOptions{FilterIncludes: filter, StripCredentials: substitute})
-	if err != nil {
-		field("decision", "%s", decBadRequest)
-		field("reason", "%v", err)
+	if e := v.Policy.Token; e != nil {
+		label := ""
+		if e.Label != "" {
+			label = fmt.Sprintf(" (%s)", e.Label)
+		}
+		field("token", "%s%s", e.ID, label)
+		name := ""
+		if e.Key.Name != "" {
+			name = fmt.Sprintf(" (%s)", e.Key.Name)
+		}
+		field("developer key", "%s%s, mode %s", e.Key.ID, name, e.Key.Mode)
+	} else if v.Action != gate.Refuse {
+		field("token", "%s (not in the keys file)", v.TokenID)
+	}
+	needed, hasNeeded := matcher.CatalogueSet().Match(method, f.Path)
+	neededScope := func() {
+		if hasNeeded && (v.Label == gate.LabelWouldDeny || v.Enforced == gate.LabelInsufficient) {
+			field("needed scope", "%s", needed)
+		} else if !hasNeeded && v.Enforced == gate.LabelInsufficient {
+			field("needed scope", "none: no catalogue scope covers %s %s", method, f.Path)
+		}
+	}
+	switch v.Action {
+	case gate.Refuse:
+		field("decision", "%s", v.Label)
+		field("reason", "%s", v.Message)
 		return exitDenied
+	case gate.Deny:
+		field("decision", "%s", v.Label)
+		reason := v.Reason
+		if v.Policy.Outcome == policy.UnknownToken {
+			reason += " (with unknown_tokens pass the request would be forwarded untouched for Canvas to check)"
+		}
+		field("reason", "%s", reason)
+		neededScope()
+		return exitDenied
+	case gate.AnswerTokenEndpoint:
+		field("decision", "%s", v.Enforced)
+		field("answered by", "the gate: the token endpoint is never forwarded with the key's upstream_token")
+		return exitDenied
+	}
+	if v.Label == gate.LabelWouldDeny {
+		field("decision", "%s (report mode: enforce would answer %s)", v.Label, v.Enforced)
+		field("reason", "%s", v.Reason)
+		neededScope()
+	} else {
+		field("decision", "%s", v.Label)
+		field("reason", "%s", nonEmpty(v.Reason, "a scope matches"))
+		if v.Policy.Scope != "" {
+			field("matched scope", "%s", v.Policy.Scope)
+		}
+	}
+	key := v.Key()
+	if key.Confined() {
+		field("accounts", "%s", explainConfinement(key, v.Policy.Scope, f.Path, f.Params))
 	}
 	switch {
-	case report:
+	case v.FilterIncludes && v.Rewrite.IncludesRemoved > 0:
+		field("include filter", "removes %d include value(s)", v.Rewrite.IncludesRemoved)
+	case v.FilterIncludes:
+		field("include filter", "nothing to remove")
+	case key.Mode == policy.ModeReport:
 		field("include filter", "not applied (report mode forwards the request unchanged)")
 	case !key.RequireScopes:
 		field("include filter", "not applied (the key does not require scopes)")
-	case key.AllowIncludes:
-		field("include filter", "not applied (the key has allow_includes)")
-	case rw.IncludesRemoved > 0:
-		field("include filter", "removes %d include value(s)", rw.IncludesRemoved)
 	default:
-		field("include filter", "nothing to remove")
+		field("include filter", "not applied (the key has allow_includes)")
 	}
-	if substitute {
+	if v.Upstream != "" {
 		field("credential", "replaced by the developer key's upstream_token")
 	}
-	field("forwarded as", "%s %s", method, redactQuery(canonical, rw.RawQuery))
+	query := rawQuery
+	if v.Rewrite.QueryChanged {
+		query = v.Rewrite.RawQuery
+	}
+	field("forwarded as", "%s %s", method, redactQuery(f.Path, query))
 	return exitOK
 }
 

@@ -40,26 +40,6 @@ func hexOf(h [32]byte) string {
 	return string(b)
 }
 
-func TestWithScopeSuggestions(t *testing.T) {
-	e := policy.ConfigError{File: "k.json", Line: 3, Field: "developer_keys[0].scopes[1]", Msg: `scope "url:GET /api/v1/courses": offset 4: expected one of GET`}
-	if got := withScopeSuggestions(e, false); !strings.HasPrefix(got, "k.json:3: developer_keys[0].scopes[1]: ") || !strings.HasSuffix(got, `; did you mean "url:GET|/api/v1/courses"?`) {
-		t.Errorf("malformed scope: %s", got)
-	}
-	e = policy.ConfigError{File: "k.json", Line: 3, Field: "developer_keys[0].scopes[0]", Msg: `scope "GET|/api/v1/courses": offset 0: expected "url:<VERB>|<path>"`}
-	if got := withScopeSuggestions(e, false); !strings.Contains(got, `did you mean "url:GET|/api/v1/courses"?`) {
-		t.Errorf("missing url: prefix: %s", got)
-	}
-	// Not a scope field, or already suggested: unchanged.
-	for _, e := range []policy.ConfigError{
-		{File: "k.json", Line: 1, Field: "tokens[0].sha256", Msg: "must be 64 lower-case hex characters"},
-		{File: "k.json", Line: 1, Field: "developer_keys[0].scopes[0]", Msg: `scope "url:GET|/x" is not in the catalogue; did you mean "a"?`},
-	} {
-		if got := withScopeSuggestions(e, false); got != e.Error() {
-			t.Errorf("changed %q to %q", e.Error(), got)
-		}
-	}
-}
-
 func TestRedactQuery(t *testing.T) {
 	cases := map[string]string{
 		"access_token=s3cret&per_page=5":       "access_token=REDACTED&per_page=5",

@@ -15,11 +15,11 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/fleet"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/gate"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/oauth"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
@@ -160,7 +160,7 @@ func (h *Handler) provisionDatabase(ctx caddy.Context) error {
 			OnRevocations: func(revs []fleet.OAuthRevocation) {
 				now := time.Now()
 				for _, r := range revs {
-					if err := revocations.Add(r.ID, r.ExpiresAt, now); err != nil {
+					if err := revocations.Add(r.ClientID, r.ID, r.ExpiresAt, now); err != nil {
 						logger.Error("cannot hold a stored OAuth revocation", zap.Error(err))
 					}
 				}
@@ -199,35 +199,45 @@ func (h *Handler) stale(now time.Time) bool {
 	return now.Sub(h.fleetSrc.syncer.Stats().LastSync) > time.Duration(h.MaxStaleness)
 }
 
-// refuseStale answers 503 when the store is too old to trust (see stale);
-// it reports whether it did.
-func (h *Handler) refuseStale(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, start time.Time) (bool, error) {
-	if !h.stale(start) {
-		return false, nil
+// refuseIfStale makes the gate refuse a credentialed request with 503
+// when the store is too old to trust (see stale); the refusal goes
+// through the decision like any other (report mode forwards it).
+func (h *Handler) refuseIfStale(rq *request) {
+	if rq.facts.HasToken && rq.facts.Refusal == nil && h.stale(rq.start) {
+		rq.facts.Refusal = staleRefusal
 	}
-	w.Header().Set("Retry-After", "5")
-	return true, h.refuse(w, r, next, start, http.StatusServiceUnavailable, "the key store is older than max_staleness")
 }
 
-// shareRevocation stores an OAuth revocation in the database before it is
-// acknowledged, so every instance refuses the token. Without a database it
-// does nothing and reports true. When the database does not store it, it
-// answers 503 and reports false: a revocation is never acknowledged unless
-// it is stored.
-func (h *Handler) shareRevocation(w http.ResponseWriter, r *http.Request, c *oauth.Claims) bool {
+var staleRefusal = &gate.Refusal{Status: http.StatusServiceUnavailable, Message: "the key store is older than max_staleness"}
+
+// storeRevocation stores an OAuth revocation in the database, so every
+// instance refuses the token; without a database it does nothing. A
+// revocation is never acknowledged unless this returned nil.
+func (h *Handler) storeRevocation(ctx context.Context, c *oauth.Claims) error {
 	if h.fleetSrc == nil {
-		return true
+		return nil
 	}
 	pool, err := h.fleetSrc.writePool()
 	if err == nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err = fleet.AddOAuthRevocation(ctx, pool, c.ID, c.ClientID, c.ExpiresAt)
 		cancel()
 	}
 	if err != nil {
 		h.oauthLog(zap.ErrorLevel, "oauth revocation not stored in the database", c.ClientID, zap.String("token_id", c.ShortID()), zap.Error(err))
+	}
+	return err
+}
+
+// msgRevocationNotStored answers a revocation the database did not store.
+const msgRevocationNotStored = "the revocation could not be stored; try again"
+
+// shareRevocation is storeRevocation for the RFC 7009 endpoint: on failure
+// it answers 503 temporarily_unavailable and reports false.
+func (h *Handler) shareRevocation(w http.ResponseWriter, r *http.Request, c *oauth.Claims) bool {
+	if err := h.storeRevocation(r.Context(), c); err != nil {
 		w.Header().Set("Retry-After", "5")
-		writeOAuthError(w, &oauth.Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the revocation could not be stored; try again"})
+		writeOAuthError(w, &oauth.Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: msgRevocationNotStored})
 		return false
 	}
 	return true

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/gate"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
 
@@ -40,7 +41,7 @@ func TestRequestCounterFollowsKeysAcrossReloads(t *testing.T) {
 
 	want := func(k *policy.Key, label string) {
 		t.Helper()
-		for _, dec := range []string{decAllowed, decInsufficient} {
+		for _, dec := range []string{gate.LabelAllowed, gate.LabelInsufficient} {
 			for range 2 { // the first call fills the cache, the second reads it
 				if got := h.requestCounter(k, dec); got != requestsTotal.WithLabelValues(label, dec) {
 					t.Fatalf("requestCounter(%s, %s) is not the %q series", label, dec, label)

@@ -2,8 +2,14 @@ package caddymodule
 
 import (
 	"errors"
+	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/gate"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
 
 // Collectors live at package level and are registered into each config's
@@ -11,7 +17,7 @@ import (
 // registration is not a panic (registerMetrics tolerates AlreadyRegisteredError).
 //
 // Label values are bounded: developer_key is a key id from a keys file or
-// "unknown", decision is one of the dec* constants, result is success or
+// "unknown", decision is one of gate.Labels, result is success or
 // error, keys_file is a configured file. No label ever holds a request
 // path, a token or a token id.
 var (
@@ -136,18 +142,80 @@ func (c *keyedCounter) Collect(ch chan<- prometheus.Metric) {
 	c.noKey.Collect(ch)
 }
 
-// Decision labels for requestsTotal.
-const (
-	decAllowed      = "allowed"
-	decInsufficient = "insufficient_scope"
-	decInvalid      = "invalid_token"
-	decExpired      = "expired"
-	decRevoked      = "revoked"
-	decNoCredential = "no_credential"
-	decBadRequest   = "bad_request"
-	decWouldDeny    = "would_deny"
-	decPassthrough  = "passthrough"
-)
-
 // unknownKeyLabel is the developer_key label for requests without a known key.
 const unknownKeyLabel = "unknown"
+
+func (h *Handler) keyLabel(k *policy.Key) string {
+	if !h.perKey {
+		return ""
+	}
+	if k == nil {
+		return unknownKeyLabel
+	}
+	return k.ID
+}
+
+func (h *Handler) count(k *policy.Key, decision string, start time.Time) {
+	h.requestCounter(k, decision).Inc()
+	if !start.IsZero() {
+		decisionSeconds.Observe(time.Since(start).Seconds())
+	}
+}
+
+// counterCache keeps requestsTotal series by (developer key, decision), so
+// the hot path neither hashes label values nor takes the vector's lock on
+// every request. It belongs to one store snapshot: a reload starts afresh,
+// so keys of old snapshots are not kept alive.
+type counterCache struct {
+	cur atomic.Pointer[counterSnapshot]
+}
+
+type counterSnapshot struct {
+	store *policy.Store
+	// byKey[k.Index()] holds key k's series; the last element is for no
+	// key (or every key, with per_key off).
+	byKey []decisionCounters
+}
+
+// cachedDecisions are the decisions with a cache slot: all of them.
+var cachedDecisions = gate.Labels
+
+type decisionCounters [len(cachedDecisions)]atomic.Pointer[prometheus.Counter]
+
+func (h *Handler) requestCounter(k *policy.Key, decision string) prometheus.Counter {
+	i := slices.Index(cachedDecisions[:], decision)
+	if h.counters == nil || h.keystore == nil || i < 0 {
+		return requestsTotal.WithLabelValues(h.keyLabel(k), decision)
+	}
+	if !h.perKey {
+		k = nil // one label value for every key
+	}
+	store := h.keystore.current.Load()
+	snap := h.counters.cur.Load()
+	if snap == nil || snap.store != store {
+		fresh := &counterSnapshot{store: store, byKey: make([]decisionCounters, len(store.Keys())+1)}
+		if h.counters.cur.CompareAndSwap(snap, fresh) {
+			snap = fresh
+		} else {
+			snap = h.counters.cur.Load()
+		}
+	}
+	if snap.store != store {
+		return requestsTotal.WithLabelValues(h.keyLabel(k), decision) // a reload is under way
+	}
+	j := len(snap.byKey) - 1
+	if k != nil {
+		if keys := store.Keys(); k.Index() >= len(keys) || keys[k.Index()] != k {
+			// A key of an earlier store: a reload raced this request.
+			return requestsTotal.WithLabelValues(h.keyLabel(k), decision)
+		}
+		j = k.Index()
+	}
+	slot := &snap.byKey[j][i]
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	c := requestsTotal.WithLabelValues(h.keyLabel(k), decision)
+	slot.Store(&c)
+	return c
+}

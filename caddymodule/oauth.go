@@ -9,7 +9,6 @@ package caddymodule
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,10 +17,9 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -30,95 +28,47 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/gate"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/oauth"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
 
 // oauthGate is the per-config state of the OAuth endpoints; nil when
 // token_signing_keys is not configured, in which case the gate answers no
-// OAuth request and accepts no gateway token.
+// OAuth request and accepts no gateway token. Issuing, verifying and
+// binding gateway tokens is gate.Gateway's; this file keeps the HTTP
+// endpoints.
 type oauthGate struct {
-	signer    *oauth.Signer
+	gate.Gateway
 	failDelay time.Duration
-
-	// views caches, per compiled client (immutable for the life of its
-	// store), the prepared view and the compiled sets of the scope lists
-	// its tokens carry. It is cleared when the store changes.
-	viewsOf atomic.Pointer[policy.Store]
-	views   sync.Map // *policy.ClientEntry -> *clientCache
-}
-
-type clientCache struct {
-	view *oauth.ClientView
-	mu   sync.Mutex
-	sets map[string]*matcher.Set // by the token's scope references
-}
-
-// maxCachedSets bounds the scope sets cached per client (one per distinct
-// scope request).
-const maxCachedSets = 64
-
-func (g *oauthGate) clientCache(store *policy.Store, cl *policy.ClientEntry) *clientCache {
-	if g.viewsOf.Load() != store {
-		g.views.Clear()
-		g.viewsOf.Store(store)
-	}
-	if v, ok := g.views.Load(cl); ok {
-		return v.(*clientCache)
-	}
-	cc := &clientCache{view: (&oauth.ClientView{
-		ClientID: cl.ClientID, SecretSHA256: cl.SecretSHA256, KeyID: cl.Key.ID,
-		KeyRequireScopes: cl.Key.RequireScopes, KeyScopes: cl.Key.Scopes, ClientScopes: cl.Scopes,
-	}).Prepare(), sets: map[string]*matcher.Set{}}
-	v, _ := g.views.LoadOrStore(cl, cc)
-	return v.(*clientCache)
-}
-
-// set returns the compiled set for a token's scopes, cached by its
-// references.
-func (cc *clientCache) set(store *policy.Store, c *oauth.Claims, scopes []string) (*matcher.Set, error) {
-	id := refsKey(c.Scopes)
-	cc.mu.Lock()
-	set, ok := cc.sets[id]
-	cc.mu.Unlock()
-	if ok {
-		return set, nil
-	}
-	set, err := store.ScopeSet(scopes)
-	if err != nil {
-		return nil, err
-	}
-	cc.mu.Lock()
-	if len(cc.sets) < maxCachedSets {
-		cc.sets[id] = set
-	}
-	cc.mu.Unlock()
-	return set, nil
-}
-
-func refsKey(refs []oauth.ScopeRef) string {
-	b := make([]byte, 0, 8*len(refs))
-	for _, r := range refs {
-		b = append(b, r[:]...)
-	}
-	return string(b)
 }
 
 // Process-wide state, shared across config reloads: a reload must neither
 // forget revocations nor reset an attacker's failure budget.
 var (
-	revocations = oauth.NewRevocations(maxRevocations)
-	authLimiter = oauth.NewLimiter(authFailureBurst, time.Minute, maxLimitedAddrs)
+	revocations = oauth.NewRevocations(maxRevocations, maxRevocationsPerClient)
+	authLimiter = oauth.NewAuthLimiter(authFailureBurst, unknownClientFailureBurst, time.Minute, maxLimitedAddrs)
 )
 
 const (
-	// maxRevocations bounds the revocation set (about 50 bytes each).
+	// maxRevocations bounds the revocation set (82 bytes each measured full:
+	// 86 MB at the bound).
 	maxRevocations = 1 << 20
-	// authFailureBurst failed client authentications per minute and
-	// source address are tolerated; then the address gets 429.
+	// maxRevocationsPerClient bounds one client's share: 16,384 revoked
+	// tokens that have not expired yet, e.g. one revocation every 0.2 s
+	// for a whole 1h token_ttl. A client at its share gets 503; 64 clients
+	// would have to fill theirs before anyone else's revocation fails.
+	maxRevocationsPerClient = maxRevocations / 64
+	// authFailureBurst failed client authentications per minute, source
+	// address and registered client id are tolerated; then that client id
+	// gets 429 from that address (see oauth.AuthLimiter).
 	authFailureBurst = 10
-	maxLimitedAddrs  = 10000
+	// unknownClientFailureBurst failures per minute and source address with
+	// unregistered client ids are tolerated; then unregistered ids get 429
+	// from that address. Registered clients there are unaffected.
+	unknownClientFailureBurst = 100
+	maxLimitedAddrs           = 10000
 	// authFailureDelay slows every failed client authentication.
 	authFailureDelay = 250 * time.Millisecond
 	// maxOAuthBody is the largest token, introspection or revocation
@@ -169,7 +119,7 @@ func (h *Handler) provisionOAuth(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("canvas_scopes: token_signing_keys: %v", err)
 	}
-	h.oauth = &oauthGate{signer: signer, failDelay: authFailureDelay}
+	h.oauth = &oauthGate{Gateway: gate.Gateway{Signer: signer, Revocations: revocations}, failDelay: authFailureDelay}
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		for _, c := range oauthCollectors {
 			if err := reg.Register(c); err != nil {
@@ -191,34 +141,78 @@ func isPlaceholder(s string) bool { return placeholderRE.MatchString(s) }
 // request (and its body) untouched, for everything else: the caller then
 // carries on as for any request.
 func (h *Handler) serveOAuth(w http.ResponseWriter, r *http.Request, canonical string) (bool, error) {
+	if canonical == oauth.TokenPath {
+		return h.serveTokenPath(w, r), nil
+	}
 	if h.oauth == nil {
 		return false, nil
 	}
 	switch canonical {
-	case oauth.TokenPath:
-		if r.Method != http.MethodPost || !oauth.IsFormRequest(r.Header.Get("Content-Type")) {
-			return false, nil
-		}
-		body, ok := peekBody(r, maxOAuthBody)
-		if !ok {
-			return false, nil
-		}
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			return false, nil
-		}
-		store := h.keystore.current.Load()
-		tr, ours, oerr := oauth.ClassifyTokenRequest(r.Header, r.URL.RawQuery, form, func(id string) bool { return store.Client(id) != nil })
-		if !ours {
-			return false, nil
-		}
-		h.serveToken(w, r, store, tr, oerr)
-		return true, nil
 	case oauth.IntrospectPath, oauth.RevokePath:
 		h.serveClientEndpoint(w, r, canonical)
 		return true, nil
 	}
 	return false, nil
+}
+
+// serveTokenPath answers a request to Canvas's token endpoint that names a
+// client registered in the keys file (its id as HTTP Basic user, or a
+// client_id parameter in the query or a form, JSON or multipart body), and
+// reports false, with the request untouched, for every other one: Canvas's
+// own clients, LTI client assertions, unknown ids. A request naming a
+// registered client is never forwarded, whatever its method, grant type,
+// body type or size, so that client's secret never reaches Canvas: it gets
+// a token or an RFC 6749 error from the gate. Without token_signing_keys
+// the error is unauthorized_client.
+func (h *Handler) serveTokenPath(w http.ResponseWriter, r *http.Request) bool {
+	store := h.keystore.current.Load()
+	ct := r.Header.Get("Content-Type")
+	kind, boundary := params.BodyKindOf(r.Method, ct, hasBody(r))
+	var body []byte
+	bodyRead := true
+	if kind == params.BodyForm || kind == params.BodyMultipart || kind == params.BodyJSON {
+		// Up to the limit the gate reads any body to: a larger one is
+		// refused with 413 by the caller, not forwarded.
+		body, bodyRead = peekBody(r, max(h.MaxBodySize, maxOAuthBody))
+	}
+	named := false
+	for _, id := range oauth.ClientIDsIn(r.Header, r.URL.RawQuery, kind, boundary, body) {
+		if store.Client(id) != nil {
+			named = true
+			break
+		}
+	}
+	if !named {
+		return false
+	}
+	fail := func(status int, code, desc string) bool {
+		writeOAuthError(w, &oauth.Error{Status: status, Code: code, Description: desc})
+		return true
+	}
+	switch {
+	case h.oauth == nil:
+		return fail(http.StatusBadRequest, "unauthorized_client", "the gate does not issue tokens: token_signing_keys is not configured")
+	case r.Method != http.MethodPost:
+		w.Header().Set("Allow", http.MethodPost)
+		return fail(http.StatusMethodNotAllowed, "invalid_request", "a token request must be a POST")
+	case !bodyRead || len(body) > maxOAuthBody:
+		return fail(http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+	case kind != params.BodyForm || !oauth.IsFormRequest(ct):
+		return fail(http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return fail(http.StatusBadRequest, "invalid_request", "malformed form body")
+	}
+	tr, ours, oerr := oauth.ClassifyTokenRequest(r.Header, r.URL.RawQuery, form, func(id string) bool { return store.Client(id) != nil })
+	if !ours {
+		if g := form["grant_type"]; len(g) > 0 && !slices.Contains(g, "client_credentials") {
+			return fail(http.StatusBadRequest, "unsupported_grant_type", "the gate's clients use grant_type=client_credentials")
+		}
+		return fail(http.StatusBadRequest, "invalid_request", "send grant_type=client_credentials and the client's id and secret in the form body (client_id, client_secret) or in HTTP Basic")
+	}
+	h.serveToken(w, r, store, tr, oerr)
+	return true
 }
 
 // serveToken answers a client_credentials request from a registered client.
@@ -231,56 +225,21 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request, store *poli
 	if !ok {
 		return
 	}
-	key := client.Key
-	if _, ok := key.UpstreamToken(); !ok {
-		// A gateway token is not a Canvas token: without the key's
-		// upstream_token there is nothing to forward.
-		h.oauthLog(zap.WarnLevel, "oauth token refused", client.ClientID, zap.String("developer_key", key.ID),
-			zap.String("reason", "developer key has no upstream_token"))
-		writeOAuthError(w, &oauth.Error{Status: http.StatusBadRequest, Code: "unauthorized_client",
-			Description: "this client's developer key has no upstream_token, so the gate cannot issue tokens for it"})
-		return
-	}
-	if !key.Enabled {
-		writeOAuthError(w, &oauth.Error{Status: http.StatusBadRequest, Code: "unauthorized_client",
-			Description: "this client's developer key is disabled"})
-		return
-	}
-	clientScopes := client.Scopes
-	if clientScopes == nil {
-		clientScopes = key.Scopes
-	}
-	scopes, serr := oauth.GrantScopes(tr.Scopes, tr.HasScope, clientScopes)
-	if serr != nil {
-		writeOAuthError(w, serr)
-		return
-	}
-	ttl := client.TokenTTL.Round(time.Second)
-	if ttl < time.Second {
-		ttl = time.Second
-	}
-	now := h.now().Truncate(time.Second)
-	c := oauth.Claims{
-		KeyID: key.ID, ClientID: client.ClientID, Scopes: oauth.Refs(scopes),
-		IssuedAt: now, ExpiresAt: now.Add(ttl), SecretGen: oauth.GenOf(client.SecretSHA256),
-	}
-	if _, err := rand.Read(c.ID[:]); err != nil {
-		writeOAuthError(w, &oauth.Error{Status: http.StatusInternalServerError, Code: "server_error", Description: "no randomness"})
-		return
-	}
-	tok, err := h.oauth.signer.Issue(c)
-	if err != nil {
-		writeOAuthError(w, &oauth.Error{Status: http.StatusInternalServerError, Code: "server_error", Description: "the token could not be issued"})
+	tok, c, scopes, oerr := h.oauth.Issue(client, tr.Scopes, tr.HasScope, h.now())
+	if oerr != nil {
+		h.oauthLog(zap.WarnLevel, "oauth token refused", client.ClientID, zap.String("developer_key", client.Key.ID),
+			zap.String("reason", oerr.Description))
+		writeOAuthError(w, oerr)
 		return
 	}
 	oauthTokensIssued.WithLabelValues(client.ClientID).Inc()
 	h.oauthLog(zap.InfoLevel, "oauth token issued", client.ClientID,
-		zap.String("developer_key", key.ID), zap.String("token_id", c.ShortID()),
+		zap.String("developer_key", c.KeyID), zap.String("token_id", c.ShortID()),
 		zap.Time("expires_at", c.ExpiresAt), zap.Int("scopes", len(scopes)))
 	writeOAuthJSON(w, http.StatusOK, map[string]any{
 		"access_token": tok,
 		"token_type":   "Bearer",
-		"expires_in":   int64(ttl / time.Second),
+		"expires_in":   int64(c.ExpiresAt.Sub(c.IssuedAt) / time.Second),
 		"scope":        strings.Join(scopes, " "),
 	})
 }
@@ -324,17 +283,16 @@ func (h *Handler) serveClientEndpoint(w http.ResponseWriter, r *http.Request, pa
 		return
 	}
 	now := h.now()
-	claims, entry, _, verr := h.verifyGatewayToken(store, toks[0], now)
+	claims, entry, _, verr := h.oauth.Verify(store, toks[0], now)
 	own := verr == nil && claims.ClientID == client.ClientID
 	if path == oauth.RevokePath {
 		if own && now.Before(claims.ExpiresAt) {
-			if !h.shareRevocation(w, r, &claims) {
+			if err := revocations.Add(client.ClientID, claims.ID, claims.ExpiresAt, now); err != nil {
+				h.oauthLog(zap.ErrorLevel, "oauth revocation refused", client.ClientID, zap.String("token_id", claims.ShortID()), zap.Error(err))
+				writeRevocationFull(w, err)
 				return
 			}
-			if err := revocations.Add(claims.ID, claims.ExpiresAt, now); err != nil {
-				h.oauthLog(zap.ErrorLevel, "oauth revocation refused", client.ClientID, zap.String("token_id", claims.ShortID()), zap.Error(err))
-				w.Header().Set("Retry-After", "60")
-				writeOAuthError(w, &oauth.Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the revocation set is full"})
+			if !h.shareRevocation(w, r, &claims) {
 				return
 			}
 			h.oauthLog(zap.InfoLevel, "oauth token revoked", client.ClientID, zap.String("token_id", claims.ShortID()))
@@ -361,20 +319,33 @@ func (h *Handler) serveClientEndpoint(w http.ResponseWriter, r *http.Request, pa
 	})
 }
 
+// writeRevocationFull answers a revocation the set cannot hold (RFC 7009
+// §2.2.1: 503 with Retry-After).
+func writeRevocationFull(w http.ResponseWriter, err error) {
+	desc := "the revocation set is full"
+	if errors.Is(err, oauth.ErrClientRevocationsFull) {
+		desc = "this client has too many revoked tokens that have not expired yet; retry later or rotate its secret"
+	}
+	w.Header().Set("Retry-After", "60")
+	writeOAuthError(w, &oauth.Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: desc})
+}
+
 // authenticateClient checks the client's secret in constant time (with a
-// dummy comparison for unknown ids), under the per-address failure limit.
-// On failure it has written the answer: 429 when the address is limited,
-// else 401 invalid_client after a delay.
+// dummy comparison for unknown ids), under the failure limit per address
+// and client id. On failure it has written the answer: 429 when that
+// client id is limited at that address, else 401 invalid_client after a
+// delay.
 func (h *Handler) authenticateClient(w http.ResponseWriter, r *http.Request, store *policy.Store, cred oauth.Credentials) (*policy.ClientEntry, bool) {
 	addr := clientAddr(r)
-	if ok, retry := authLimiter.Allow(addr, time.Now()); !ok {
+	client := store.Client(cred.ClientID)
+	registered := client != nil
+	if ok, retry := authLimiter.Allow(addr, cred.ClientID, registered, time.Now()); !ok {
 		secs := int64((retry + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 		writeOAuthError(w, &oauth.Error{Status: http.StatusTooManyRequests, Code: "temporarily_unavailable",
-			Description: "too many failed client authentications from this address; retry later"})
+			Description: "too many failed authentications for this client from this address; retry later"})
 		return nil, false
 	}
-	client := store.Client(cred.ClientID)
 	var want *[32]byte
 	if client != nil {
 		want = &client.SecretSHA256
@@ -388,79 +359,12 @@ func (h *Handler) authenticateClient(w http.ResponseWriter, r *http.Request, sto
 		label = client.ClientID
 	}
 	oauthAuthFailures.WithLabelValues(label).Inc()
-	authLimiter.Fail(addr, time.Now())
+	authLimiter.Fail(addr, cred.ClientID, registered, time.Now())
 	h.oauthLog(zap.InfoLevel, "oauth client authentication failed", label, zap.String("remote_ip", addr))
 	sleepCtx(r.Context(), h.oauth.failDelay)
 	w.Header().Set("WWW-Authenticate", basicRealm)
 	writeOAuthError(w, oauth.InvalidClient())
 	return nil, false
-}
-
-// decideGatewayToken decides a request carrying a gateway-format token.
-// ok is false when the token is not one (or OAuth is off): the caller then
-// looks the token up in the keys file as usual. Otherwise the token is
-// verified, turned into a TokenEntry and evaluated by policy.Evaluate
-// exactly as a file token, held to the token's own scopes.
-func (h *Handler) decideGatewayToken(store *policy.Store, token string, req policy.Request) (d policy.Decision, ok bool) {
-	if h.oauth == nil || !oauth.IsGatewayToken(token) {
-		return policy.Decision{}, false
-	}
-	_, e, tokenSet, err := h.verifyGatewayToken(store, token, req.Now)
-	if err != nil {
-		return policy.Decision{Outcome: policy.InvalidToken, Reason: err.Error()}, true
-	}
-	if tokenSet != nil {
-		e.HoldTo(tokenSet)
-	}
-	d = policy.Evaluate(e, req)
-	return d, true
-}
-
-// verifyGatewayToken checks a gateway token's signature and binds it to
-// the current store. err means "Invalid access token." (bad form or
-// signature, developer key gone, or a key without upstream_token); a token
-// that verified but no longer stands comes back with entry.Revoked set.
-func (h *Handler) verifyGatewayToken(store *policy.Store, token string, now time.Time) (oauth.Claims, *policy.TokenEntry, *matcher.Set, error) {
-	if !oauth.IsGatewayToken(token) {
-		return oauth.Claims{}, nil, nil, oauth.ErrMalformed
-	}
-	c, err := h.oauth.signer.Verify(token)
-	if err != nil {
-		return oauth.Claims{}, nil, nil, err
-	}
-	key := store.Key(c.KeyID)
-	if key == nil {
-		return oauth.Claims{}, nil, nil, fmt.Errorf("developer key %q no longer exists", c.KeyID)
-	}
-	if _, ok := key.UpstreamToken(); !ok {
-		return oauth.Claims{}, nil, nil, fmt.Errorf("developer key %q has no upstream_token", c.KeyID)
-	}
-	var view *oauth.ClientView
-	var cache *clientCache
-	if cl := store.Client(c.ClientID); cl != nil {
-		if cl.Key == key {
-			cache = h.oauth.clientCache(store, cl)
-			view = cache.view
-		} else {
-			// The client moved to another key: Check reports it.
-			view = &oauth.ClientView{ClientID: cl.ClientID, SecretSHA256: cl.SecretSHA256, KeyID: cl.Key.ID,
-				KeyRequireScopes: key.RequireScopes, KeyScopes: key.Scopes, ClientScopes: cl.Scopes}
-		}
-	}
-	scopes, reason := oauth.Check(&c, view, revocations.Has(c.ID))
-	e := &policy.TokenEntry{
-		ID: c.ShortID(), Key: key, Label: "oauth client " + c.ClientID,
-		Scopes: scopes, ExpiresAt: c.ExpiresAt,
-		Revoked: reason != "", RevokedReason: reason,
-	}
-	if e.Revoked {
-		return c, e, nil, nil
-	}
-	set, err := cache.set(store, &c, scopes)
-	if err != nil {
-		return oauth.Claims{}, nil, nil, fmt.Errorf("token scopes do not compile: %v", err)
-	}
-	return c, e, set, nil
 }
 
 // oauthLog writes one OAuth log line. clientID must be a registered id (or
@@ -542,4 +446,97 @@ func readAllLimited(r *http.Request, max int64) ([]byte, bool) {
 	}
 	buf, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	return buf, err == nil && int64(len(buf)) <= max
+}
+
+// Answers at Canvas's token endpoint for a substituted credential. They
+// are constants: nothing of the request is echoed.
+const (
+	msgKeysFileTokenLogout  = "this token is registered with the gate and cannot delete itself here; ask the gate's operator to revoke it"
+	msgTokenEndpointMethod  = "the gate does not forward requests to /login/oauth2/token with this credential; use DELETE to log out"
+	descTokenRequestBearer  = "a token request must not carry a bearer credential of the gate; use client authentication"
+	msgRevocationSetFull    = "the gate cannot record more revocations now; retry later"
+	msgClientRevocationFull = "this client has too many revoked tokens that have not expired yet; retry later"
+)
+
+// serveSubstitutedTokenEndpoint answers a request to Canvas's token endpoint
+// that carries a credential the gate would replace with the key's
+// upstream_token. It is never forwarded: Canvas would act on the upstream
+// token (DELETE deletes it, for every client of the key). The gate answers
+// for what the client's own credential means instead:
+//
+//   - DELETE with a gateway (OAuth) token revokes that token at the gate
+//     and answers as Canvas does on logout: 200 {}.
+//   - DELETE with a keys-file token: the gate cannot delete an entry of the
+//     operator's file, and an in-memory mark would not survive a restart or
+//     reach other instances, so it says so (400, Canvas's logout error
+//     shape) rather than pretend.
+//   - POST: a token request (RFC 6749) never needs a bearer credential:
+//     400 invalid_request.
+//   - Other methods: 405.
+//
+// A request the policy did not allow (only in report mode does it get
+// here) is answered with the denial: the gate cannot forward it.
+func (h *Handler) serveSubstitutedTokenEndpoint(w http.ResponseWriter, r *http.Request, start time.Time, d policy.Decision, token string) error {
+	key := d.Key()
+	if d.Outcome != policy.Allowed {
+		writeDenial(w, d)
+		return nil
+	}
+	refuse := func(status int, reason string, write func()) error {
+		setDecisionPlaceholder(r, gate.LabelBadRequest)
+		h.count(key, gate.LabelBadRequest, start)
+		if ce := h.logger.Check(zap.InfoLevel, "request refused"); ce != nil {
+			ce.Write(zap.String("developer_key", key.ID), zap.String("token_id", d.Token.ID),
+				zap.String("method", r.Method), zap.Int("status", status),
+				zap.String("decision", gate.LabelBadRequest), zap.String("reason", reason))
+		}
+		write()
+		return nil
+	}
+	switch r.Method {
+	case http.MethodDelete:
+	case http.MethodPost:
+		return refuse(http.StatusBadRequest, "token request with a substituted credential", func() {
+			writeOAuthError(w, &oauth.Error{Status: http.StatusBadRequest, Code: "invalid_request", Description: descTokenRequestBearer})
+		})
+	default:
+		return refuse(http.StatusMethodNotAllowed, "token endpoint with a substituted credential", func() {
+			w.Header().Set("Allow", "POST, DELETE")
+			writeClientError(w, http.StatusMethodNotAllowed, msgTokenEndpointMethod)
+		})
+	}
+	if h.oauth == nil || !oauth.IsGatewayToken(token) {
+		return refuse(http.StatusBadRequest, "a keys-file token cannot delete itself", func() {
+			body, _ := json.Marshal(map[string]string{"message": msgKeysFileTokenLogout})
+			writeJSON(w, http.StatusBadRequest, body, false)
+		})
+	}
+	now := h.now()
+	claims, _, _, err := h.oauth.Verify(h.keystore.current.Load(), token, now)
+	if err != nil {
+		// The policy allowed it a moment ago; a reload may have removed
+		// the key since. Canvas's answer for a token that does not stand.
+		writeDenial(w, policy.Decision{Outcome: policy.InvalidToken})
+		return nil
+	}
+	if err := revocations.Add(claims.ClientID, claims.ID, claims.ExpiresAt, now); err != nil {
+		h.oauthLog(zap.ErrorLevel, "oauth revocation refused", claims.ClientID, zap.String("token_id", claims.ShortID()), zap.Error(err))
+		msg := msgRevocationSetFull
+		if errors.Is(err, oauth.ErrClientRevocationsFull) {
+			msg = msgClientRevocationFull
+		}
+		w.Header().Set("Retry-After", "60")
+		writeClientError(w, http.StatusServiceUnavailable, msg)
+		return nil
+	}
+	if err := h.storeRevocation(r.Context(), &claims); err != nil { // database source: fleet.go
+		w.Header().Set("Retry-After", "5")
+		writeClientError(w, http.StatusServiceUnavailable, msgRevocationNotStored)
+		return nil
+	}
+	h.oauthLog(zap.InfoLevel, "oauth token revoked", claims.ClientID, zap.String("token_id", claims.ShortID()),
+		zap.String("reason", "DELETE on the token endpoint (logout)"))
+	h.count(key, gate.LabelAllowed, start)
+	writeJSON(w, http.StatusOK, []byte(`{}`), false)
+	return nil
 }

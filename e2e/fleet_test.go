@@ -212,6 +212,16 @@ func TestFleetOAuthRevocationPropagates(t *testing.T) {
 	if max > time.Second {
 		t.Errorf("an OAuth revocation took %v to reach B (limit 1 s)", max)
 	}
+	// Logging out (DELETE on the token endpoint) at A is a revocation too.
+	for range 5 {
+		tok := oaToken(t, a, "job-1", oaSecret1, "", true).AccessToken
+		if resp, body := a.do(a.request("DELETE", oaTokenPath, tok, nil)); resp.StatusCode != 200 {
+			t.Fatalf("logout at A: %d %s", resp.StatusCode, body)
+		}
+		if d := untilAll(t, time.Now(), tok, 401, b); d > time.Second {
+			t.Errorf("a logout at A took %v to reach B", d)
+		}
+	}
 	// A third instance started now reads the stored revocations.
 	c := startFleetInstance(t, up, dsn, "")
 	tok := oaToken(t, a, "job-1", oaSecret1, "", true).AccessToken
@@ -426,6 +436,10 @@ func TestFleetDatabaseOutage(t *testing.T) {
 	gw := oaToken(t, a, "job-1", oaSecret1, "", true).AccessToken
 	if resp, body := oaPost(a, oaRevoke, url.Values{"token": {gw}}, "job-1", oaSecret1); resp.StatusCode != 503 {
 		t.Errorf("OAuth revocation while the database is down: %d %s, want 503", resp.StatusCode, body)
+	}
+	gw2 := oaToken(t, a, "job-1", oaSecret1, "", true).AccessToken
+	if resp, body := a.do(a.request("DELETE", oaTokenPath, gw2, nil)); resp.StatusCode != 503 {
+		t.Errorf("logout while the database is down: %d %s, want 503", resp.StatusCode, body)
 	}
 	// An instance started now serves the snapshot it finds.
 	snapC := filepath.Join(snapDir, "c.json")

@@ -86,39 +86,43 @@ func decodeError(t *testing.T, body []byte) canvasError {
 	return ce
 }
 
+// decisionCases are requests with their Canvas answers; TestExplainAgreesWithGate
+// runs them through explain too.
+var decisionCases = []struct {
+	name, method, target, token string
+	status                      int
+	message                     string
+	challenge                   bool
+	forwarded                   bool
+}{
+	{"allowed list", "GET", "/api/v1/courses", tokA, 200, "", false, true},
+	{"allowed dynamic", "GET", "/api/v1/courses/7/assignments", tokA, 200, "", false, true},
+	{"allowed format suffix", "GET", "/api/v1/courses.json", tokA, 200, "", false, true},
+	{"HEAD checked as GET", "HEAD", "/api/v1/courses/7", tokA, 200, "", false, true},
+	{"allowed POST", "POST", "/api/v1/courses/7/assignments", tokA, 200, "", false, true},
+	{"PUT not granted", "PUT", "/api/v1/courses/7/assignments", tokA, 401, "Insufficient scopes on access token.", false, false},
+	{"path not granted", "GET", "/api/v1/accounts", tokA, 401, "Insufficient scopes on access token.", false, false},
+	{"graphql denied for scoped key", "POST", "/api/graphql", tokA, 401, "Insufficient scopes on access token.", false, false},
+	{"always-allowed oauth2 token", "DELETE", "/login/oauth2/token", tokA, 200, "", false, true},
+	{"unknown token", "GET", "/api/v1/courses", "test-only-not-registered", 401, "Invalid access token.", true, false},
+	{"disabled key", "GET", "/api/v1/courses", tokDisabled, 401, "Invalid access token.", true, false},
+	{"host not in hosts", "GET", "/api/v1/courses", tokHosted, 401, "Invalid access token.", true, false},
+	{"expired wins over revoked", "GET", "/api/v1/courses", tokExpired, 401, "Expired access token.", true, false},
+	{"revoked flag", "GET", "/api/v1/courses", tokRevoked, 401, "Revoked access token.", true, false},
+	{"scope removed from key revokes token", "GET", "/api/v1/accounts", tokDropped, 401, "Revoked access token.", true, false},
+	{"token narrower than key", "GET", "/api/v1/courses/7", tokNarrow, 401, "Insufficient scopes on access token.", false, false},
+	{"token narrower than key, allowed part", "GET", "/api/v1/courses", tokNarrow, 200, "", false, true},
+	{"unscoped key passes everything", "DELETE", "/api/v1/accounts/1/admins/2", tokUnscoped, 200, "", false, true},
+	{"unscoped key and graphql", "POST", "/api/graphql", tokUnscoped, 200, "", false, true},
+	{"credential off /api/ is still checked", "GET", "/courses/7", tokA, 401, "Insufficient scopes on access token.", false, false},
+	{"no credential on API path", "GET", "/api/v1/courses", "", 401, "user authorization required", true, false},
+	{"no credential off API path passes", "GET", "/login", "", 200, "", false, true},
+	{"report mode forwards a denial", "GET", "/api/v1/accounts", tokReport, 200, "", false, true},
+}
+
 func TestDecisionsAndCanvasResponses(t *testing.T) {
 	in, up := startGate(t, "")
-	cases := []struct {
-		name, method, target, token string
-		status                      int
-		message                     string
-		challenge                   bool
-		forwarded                   bool
-	}{
-		{"allowed list", "GET", "/api/v1/courses", tokA, 200, "", false, true},
-		{"allowed dynamic", "GET", "/api/v1/courses/7/assignments", tokA, 200, "", false, true},
-		{"allowed format suffix", "GET", "/api/v1/courses.json", tokA, 200, "", false, true},
-		{"HEAD checked as GET", "HEAD", "/api/v1/courses/7", tokA, 200, "", false, true},
-		{"allowed POST", "POST", "/api/v1/courses/7/assignments", tokA, 200, "", false, true},
-		{"PUT not granted", "PUT", "/api/v1/courses/7/assignments", tokA, 401, "Insufficient scopes on access token.", false, false},
-		{"path not granted", "GET", "/api/v1/accounts", tokA, 401, "Insufficient scopes on access token.", false, false},
-		{"graphql denied for scoped key", "POST", "/api/graphql", tokA, 401, "Insufficient scopes on access token.", false, false},
-		{"always-allowed oauth2 token", "DELETE", "/login/oauth2/token", tokA, 200, "", false, true},
-		{"unknown token", "GET", "/api/v1/courses", "test-only-not-registered", 401, "Invalid access token.", true, false},
-		{"disabled key", "GET", "/api/v1/courses", tokDisabled, 401, "Invalid access token.", true, false},
-		{"host not in hosts", "GET", "/api/v1/courses", tokHosted, 401, "Invalid access token.", true, false},
-		{"expired wins over revoked", "GET", "/api/v1/courses", tokExpired, 401, "Expired access token.", true, false},
-		{"revoked flag", "GET", "/api/v1/courses", tokRevoked, 401, "Revoked access token.", true, false},
-		{"scope removed from key revokes token", "GET", "/api/v1/accounts", tokDropped, 401, "Revoked access token.", true, false},
-		{"token narrower than key", "GET", "/api/v1/courses/7", tokNarrow, 401, "Insufficient scopes on access token.", false, false},
-		{"token narrower than key, allowed part", "GET", "/api/v1/courses", tokNarrow, 200, "", false, true},
-		{"unscoped key passes everything", "DELETE", "/api/v1/accounts/1/admins/2", tokUnscoped, 200, "", false, true},
-		{"unscoped key and graphql", "POST", "/api/graphql", tokUnscoped, 200, "", false, true},
-		{"credential off /api/ is still checked", "GET", "/courses/7", tokA, 401, "Insufficient scopes on access token.", false, false},
-		{"no credential on API path", "GET", "/api/v1/courses", "", 401, "user authorization required", true, false},
-		{"no credential off API path passes", "GET", "/login", "", 200, "", false, true},
-		{"report mode forwards a denial", "GET", "/api/v1/accounts", tokReport, 200, "", false, true},
-	}
+	cases := decisionCases
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			resp, body := in.do(in.request(c.method, c.target, c.token, nil))
@@ -539,7 +543,7 @@ func TestPlaceholders(t *testing.T) {
 	}{
 		{"allowed", "GET", "/api/v1/courses/7/assignments", tokA, 200, "allowed|vendor-a|" + idA + "|url:GET|/api/v1/courses/:course_id/assignments"},
 		{"insufficient scope", "GET", "/api/v1/accounts", tokA, 401, "insufficient_scope|vendor-a|" + idA + "|"},
-		{"unknown token", "GET", "/api/v1/courses", "test-only-not-registered", 401, "unknown_token||" + sha("test-only-not-registered")[:12] + "|"},
+		{"unknown token", "GET", "/api/v1/courses", "test-only-not-registered", 401, "invalid_token||" + sha("test-only-not-registered")[:12] + "|"},
 		{"no credential", "GET", "/api/v1/courses", "", 401, "no_credential|||"},
 		{"no credential off /api/", "GET", "/login", "", 200, "no_credential|||"},
 		{"refused path", "GET", "/api/v1/courses/%2e%2e/accounts", tokA, 400, "bad_request|||"},

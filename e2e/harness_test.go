@@ -195,6 +195,9 @@ type siteConfig struct {
 	// Database, when set, replaces the keys_file line with
 	// "database <Database>" (fleet tests).
 	Database string
+	// UpstreamAddr is the reverse_proxy target (host:port) when no
+	// recording upstream is given, e.g. the Rails stand-in.
+	UpstreamAddr string
 }
 
 // startCaddy writes the keys file and a Caddyfile with the gate in front of
@@ -208,7 +211,7 @@ func startCaddy(t testing.TB, up *upstream, sc siteConfig) *instance {
 		t.Fatal(err)
 	}
 	in.httpPort, in.adminPort = freePort(t), freePort(t)
-	upAddr := ""
+	upAddr := sc.UpstreamAddr
 	if up != nil {
 		upAddr = strings.TrimPrefix(up.URL, "http://")
 	}

@@ -284,7 +284,7 @@ func TestOAuthPassThrough(t *testing.T) {
 		{"unknown client id, form", "grant_type=client_credentials&client_id=10000000000042&client_secret=canvas-secret&scope=x", ""},
 		{"unknown client id, basic", "grant_type=client_credentials", basicOther},
 		{"LTI client assertion", "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=eyJ.e30.sig&scope=https%3A%2F%2Fpurl.imsglobal.org%2Fspec%2Flti-ags%2Fscope%2Flineitem", ""},
-		{"authorization_code from a registered id", "grant_type=authorization_code&client_id=job-1&client_secret=x&code=abc&redirect_uri=urn%3Aietf%3Awg%3Aoauth%3A2.0%3Aoob", ""},
+		{"authorization_code from an unregistered id", "grant_type=authorization_code&client_id=170000000000002&client_secret=x&code=abc&redirect_uri=urn%3Aietf%3Awg%3Aoauth%3A2.0%3Aoob", ""},
 		{"refresh_token", "grant_type=refresh_token&client_id=170000000000001&client_secret=s&refresh_token=r", ""},
 	} {
 		req := in.request("POST", oaTokenPath, "", strings.NewReader(tc.body))
@@ -316,12 +316,25 @@ func TestOAuthPassThrough(t *testing.T) {
 	}
 	up.one(t)
 
-	// Without token_signing_keys the gate answers nothing, even for a
-	// registered client.
+	// A registered client's request is the gate's even with another grant
+	// type: its secret is not passed on (TestRegisteredClientSecretNeverReachesCanvas).
+	resp, body := oaPost(in, oaTokenPath, url.Values{"grant_type": {"authorization_code"}, "code": {"abc"}}, "job-1", oaSecret1)
+	if resp.StatusCode != 400 || oaError(t, body) != "unsupported_grant_type" {
+		t.Errorf("authorization_code from a registered id: %d %s", resp.StatusCode, body)
+	}
+	up.none(t)
+
+	// Without token_signing_keys the gate issues nothing, and still keeps
+	// a registered client's secret from Canvas.
 	in2, up2 := startOAuthGate(t, "")
-	resp, body := oaPost(in2, oaTokenPath, url.Values{"grant_type": {"client_credentials"}}, "job-1", oaSecret1)
-	if resp.StatusCode != 200 || string(body) != `{"ok":true}` {
+	resp, body = oaPost(in2, oaTokenPath, url.Values{"grant_type": {"client_credentials"}}, "job-1", oaSecret1)
+	if resp.StatusCode != 400 || oaError(t, body) != "unauthorized_client" {
 		t.Errorf("OAuth off: %d %s", resp.StatusCode, body)
+	}
+	up2.none(t)
+	resp, body = oaPost(in2, oaTokenPath, url.Values{"grant_type": {"client_credentials"}}, "10000000000042", "canvas-secret")
+	if resp.StatusCode != 200 || string(body) != `{"ok":true}` {
+		t.Errorf("OAuth off, unregistered id: %d %s", resp.StatusCode, body)
 	}
 	up2.one(t)
 }
@@ -582,9 +595,10 @@ func TestOAuthSigningKeyRotation(t *testing.T) {
 	}
 }
 
-// Failed client authentications are slowed and, per source address,
-// limited: after the burst the gate answers 429 with Retry-After, even to
-// the right secret.
+// Failed client authentications are slowed and limited per source address
+// and client id: after the burst the gate answers 429 with Retry-After to
+// that client id from that address, even with the right secret, while
+// another client at the same address still authenticates.
 func TestOAuthFailureLimit(t *testing.T) {
 	in, _ := startOAuthGate(t, oaSigningLine)
 	form := url.Values{"grant_type": {"client_credentials"}}
@@ -606,12 +620,16 @@ func TestOAuthFailureLimit(t *testing.T) {
 	if n := oaMetric(t, in, `caddy_canvas_scopes_oauth_client_auth_failures_total{client_id="job-1"}`); n != 10 {
 		t.Errorf("failures counted %v, want 10", n)
 	}
-	// Unknown ids that reach the gate's endpoints count as "unknown".
+	// One client cannot lock out another behind the same address.
+	oaToken(t, in, "job-other", oaSecretOther, "", true)
+	// Unknown ids that reach the gate's endpoints count as "unknown", in
+	// their own budget: job-1's exhausted one does not refuse them.
 	before := oaMetric(t, in, `caddy_canvas_scopes_oauth_client_auth_failures_total{client_id="unknown"}`)
-	_, _ = oaPost(in, oaIntrospect, url.Values{"token": {"x"}}, "nobody", "x")
-	if after := oaMetric(t, in, `caddy_canvas_scopes_oauth_client_auth_failures_total{client_id="unknown"}`); after != before {
-		// Limited: the request was refused before authentication.
-		t.Errorf("a limited request was counted as a failure: %v -> %v", before, after)
+	if resp, body := oaPost(in, oaIntrospect, url.Values{"token": {"x"}}, "nobody", "x"); resp.StatusCode != 401 {
+		t.Errorf("unregistered id after job-1's burst: %d %s, want 401", resp.StatusCode, body)
+	}
+	if after := oaMetric(t, in, `caddy_canvas_scopes_oauth_client_auth_failures_total{client_id="unknown"}`); after != before+1 {
+		t.Errorf("unknown failures %v -> %v, want one more", before, after)
 	}
 	if strings.Contains(oaScrape(t, in), `client_id="nobody"`) {
 		t.Error("an unregistered client id became a label")

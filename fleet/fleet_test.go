@@ -34,8 +34,9 @@ func connect(t testing.TB, dsn string) *pgx.Conn {
 const smallKeys = `{
   "developer_keys": [
     {"id": "vendor-a", "name": "Vendor A", "scopes": ["url:GET|/api/v1/courses", "url:GET|/api/v1/users/:user_id/profile"]},
-    {"id": "vendor-b", "scopes": ["url:GET|/api/v1/courses"], "hosts": ["canvas.example.edu"], "mode": "report"},
-    {"id": "open", "require_scopes": false, "enabled": false, "upstream_token": "{env.X}"}
+    {"id": "vendor-b", "scopes": ["url:GET|/api/v1/courses"], "hosts": ["canvas.example.edu"], "mode": "report",
+     "accounts": ["42", "sis_account_id:ENG"], "unconfined_scopes": ["url:GET|/api/v1/courses"]},
+    {"id": "open", "require_scopes": false, "enabled": false, "upstream_token": "{env.X}", "allow_upstream_credential_minting": true}
   ],
   "tokens": [
     {"sha256": "` + "%s" + `", "developer_key": "vendor-a", "label": "sync", "expires_at": "2030-01-01T00:00:00Z"},

@@ -51,8 +51,19 @@ func WriteKeysFile(out io.Writer, kf *policy.KeysFile) error {
 			w.WriteString(`, "upstream_token": `)
 			str(w, k.UpstreamToken)
 		}
+		if k.AllowUpstreamCredentialMinting {
+			w.WriteString(`, "` + policy.AllowMintingField + `": true`)
+		}
 		if k.Mode == policy.ModeReport {
 			w.WriteString(`, "mode": "report"`)
+		}
+		if k.Accounts != nil {
+			w.WriteString(`, "accounts": `)
+			list(w, k.Accounts)
+		}
+		if k.UnconfinedScopes != nil {
+			w.WriteString(`, "unconfined_scopes": `)
+			list(w, k.UnconfinedScopes)
 		}
 		w.WriteString("}")
 	}

@@ -90,6 +90,14 @@ CREATE TABLE canvas_scopes_oauth_revocations (
 CREATE INDEX canvas_scopes_oauth_revocations_rev ON canvas_scopes_oauth_revocations (rev);
 CREATE INDEX canvas_scopes_oauth_revocations_expires ON canvas_scopes_oauth_revocations (expires_at);
 `,
+	// 2: the developer key fields for credential minting and confinement
+	// to sub-accounts.
+	`
+ALTER TABLE canvas_scopes_keys
+	ADD COLUMN allow_upstream_credential_minting boolean NOT NULL DEFAULT false,
+	ADD COLUMN accounts          text[],
+	ADD COLUMN unconfined_scopes text[];
+`,
 }
 
 // SchemaVersion is the version Migrate brings a database to.

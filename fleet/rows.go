@@ -35,7 +35,7 @@ type OAuthRevocation struct {
 	ExpiresAt time.Time
 }
 
-const keyColumns = `id, position, name, scopes, require_scopes, allow_includes, enabled, hosts, allow_masquerade, upstream_token, mode, deleted`
+const keyColumns = `id, position, name, scopes, require_scopes, allow_includes, enabled, hosts, allow_masquerade, upstream_token, mode, allow_upstream_credential_minting, accounts, unconfined_scopes, deleted`
 
 func readKeys(ctx context.Context, tx pgx.Tx, where string, args ...any) ([]keyRow, error) {
 	rows, err := tx.Query(ctx, `SELECT `+keyColumns+` FROM canvas_scopes_keys `+where+` ORDER BY position, id`, args...)
@@ -48,7 +48,8 @@ func readKeys(ctx context.Context, tx pgx.Tx, where string, args ...any) ([]keyR
 		var k keyRow
 		var mode string
 		if err := rows.Scan(&k.ID, &k.Position, &k.Name, &k.Scopes, &k.RequireScopes, &k.AllowIncludes, &k.Enabled,
-			&k.Hosts, &k.AllowMasquerade, &k.UpstreamToken, &mode, &k.Deleted); err != nil {
+			&k.Hosts, &k.AllowMasquerade, &k.UpstreamToken, &mode,
+			&k.AllowUpstreamCredentialMinting, &k.Accounts, &k.UnconfinedScopes, &k.Deleted); err != nil {
 			return nil, err
 		}
 		if mode == "report" {
@@ -191,10 +192,12 @@ func Import(ctx context.Context, db DB, kf *policy.KeysFile) (rev int64, changed
 			return false, err
 		}
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{"cs_import_keys"},
-			[]string{"id", "position", "name", "scopes", "require_scopes", "allow_includes", "enabled", "hosts", "allow_masquerade", "upstream_token", "mode", "deleted"},
+			[]string{"id", "position", "name", "scopes", "require_scopes", "allow_includes", "enabled", "hosts", "allow_masquerade", "upstream_token", "mode",
+				"allow_upstream_credential_minting", "accounts", "unconfined_scopes", "deleted"},
 			pgx.CopyFromSlice(len(kf.DeveloperKeys), func(i int) ([]any, error) {
 				k := &kf.DeveloperKeys[i]
-				return []any{k.ID, int64(i), k.Name, k.Scopes, k.RequireScopes, k.AllowIncludes, k.Enabled, k.Hosts, k.AllowMasquerade, k.UpstreamToken, k.Mode.String(), false}, nil
+				return []any{k.ID, int64(i), k.Name, k.Scopes, k.RequireScopes, k.AllowIncludes, k.Enabled, k.Hosts, k.AllowMasquerade, k.UpstreamToken, k.Mode.String(),
+					k.AllowUpstreamCredentialMinting, k.Accounts, k.UnconfinedScopes, false}, nil
 			}))
 		if err != nil {
 			return false, err
@@ -230,10 +233,13 @@ func Import(ctx context.Context, db DB, kf *policy.KeysFile) (rev int64, changed
 			ON CONFLICT (id) DO UPDATE SET position = EXCLUDED.position, name = EXCLUDED.name, scopes = EXCLUDED.scopes,
 				require_scopes = EXCLUDED.require_scopes, allow_includes = EXCLUDED.allow_includes, enabled = EXCLUDED.enabled,
 				hosts = EXCLUDED.hosts, allow_masquerade = EXCLUDED.allow_masquerade, upstream_token = EXCLUDED.upstream_token,
-				mode = EXCLUDED.mode, deleted = false, rev = EXCLUDED.rev
-			WHERE (t.position, t.name, t.scopes, t.require_scopes, t.allow_includes, t.enabled, t.hosts, t.allow_masquerade, t.upstream_token, t.mode, t.deleted)
+				mode = EXCLUDED.mode, allow_upstream_credential_minting = EXCLUDED.allow_upstream_credential_minting,
+				accounts = EXCLUDED.accounts, unconfined_scopes = EXCLUDED.unconfined_scopes, deleted = false, rev = EXCLUDED.rev
+			WHERE (t.position, t.name, t.scopes, t.require_scopes, t.allow_includes, t.enabled, t.hosts, t.allow_masquerade, t.upstream_token, t.mode,
+				t.allow_upstream_credential_minting, t.accounts, t.unconfined_scopes, t.deleted)
 				IS DISTINCT FROM (EXCLUDED.position, EXCLUDED.name, EXCLUDED.scopes, EXCLUDED.require_scopes, EXCLUDED.allow_includes, EXCLUDED.enabled,
-				EXCLUDED.hosts, EXCLUDED.allow_masquerade, EXCLUDED.upstream_token, EXCLUDED.mode, false)`,
+				EXCLUDED.hosts, EXCLUDED.allow_masquerade, EXCLUDED.upstream_token, EXCLUDED.mode,
+				EXCLUDED.allow_upstream_credential_minting, EXCLUDED.accounts, EXCLUDED.unconfined_scopes, false)`,
 			`UPDATE canvas_scopes_keys t SET deleted = true, rev = $1
 			WHERE NOT t.deleted AND NOT EXISTS (SELECT 1 FROM cs_import_keys i WHERE i.id = t.id)`,
 			`INSERT INTO canvas_scopes_tokens AS t (sha256, token_id, position, developer_key, label, scopes, expires_at, revoked, rev)

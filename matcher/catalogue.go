@@ -2,7 +2,6 @@ package matcher
 
 import (
 	_ "embed"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -124,7 +123,7 @@ func CheckCatalogue(scope string) (ok bool, suggestions []string) {
 func suggestNonURL(scope string) []string {
 	var best []scored
 	for _, s := range nonURLList {
-		if d := levenshtein(scope, s); d <= 3 {
+		if d := EditDistance(scope, s); d <= 3 {
 			best = append(best, scored{float64(d), s})
 		}
 	}
@@ -219,10 +218,12 @@ func segCost(a, b string) float64 {
 		return 0.1
 	}
 	n := max(len(a), len(b))
-	return float64(levenshtein(a, b)) / float64(n)
+	return float64(EditDistance(a, b)) / float64(n)
 }
 
-func levenshtein(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b, in bytes: the
+// one edit distance behind every did-you-mean suggestion.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -242,68 +243,3 @@ func levenshtein(a, b string) int {
 	return prev[len(b)]
 }
 
-// ScopeProblem is one bad scope found by ValidateScopes.
-type ScopeProblem struct {
-	Scope       string
-	Err         error    // a *ScopeError, or ErrNotInCatalogue
-	Suggestions []string // similar catalogue scopes, if any
-}
-
-// ErrNotInCatalogue is the ScopeProblem.Err of a well-formed URL scope that
-// is not in the catalogue.
-var ErrNotInCatalogue = errors.New("not in the Canvas scope catalogue")
-
-// ValidationError lists every bad scope found by ValidateScopes.
-type ValidationError struct {
-	Problems []ScopeProblem
-}
-
-func (e *ValidationError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d invalid scope(s):", len(e.Problems))
-	for _, p := range e.Problems {
-		b.WriteString("\n  ")
-		if se, ok := p.Err.(*ScopeError); ok {
-			b.WriteString(se.Error())
-		} else {
-			fmt.Fprintf(&b, "scope %q: %v", p.Scope, p.Err)
-		}
-		if len(p.Suggestions) > 0 {
-			b.WriteString("; did you mean ")
-			for i, s := range p.Suggestions {
-				if i > 0 {
-					b.WriteString(" or ")
-				}
-				fmt.Fprintf(&b, "%q", s)
-			}
-			b.WriteString("?")
-		}
-	}
-	return b.String()
-}
-
-// ValidateScopes checks every scope: parse errors always fail; URL scopes
-// not in the catalogue fail unless allowUnknown. It returns nil or a
-// *ValidationError listing every problem with suggestions.
-func ValidateScopes(scopes []string, allowUnknown bool) error {
-	var probs []ScopeProblem
-	for _, s := range scopes {
-		ps, err := ParseScope(s)
-		if err != nil {
-			p := ScopeProblem{Scope: s, Err: err}
-			_, p.Suggestions = CheckCatalogue(s)
-			probs = append(probs, p)
-			continue
-		}
-		if ps.Kind != KindURL || allowUnknown {
-			continue
-		}
-		if ok, sug := CheckCatalogue(s); !ok {
-			probs = append(probs, ScopeProblem{Scope: s, Err: ErrNotInCatalogue, Suggestions: sug})
-		}
-	}
-	if len(probs) == 0 {
-		return nil
-	}
-	return &ValidationError{Problems: probs}
-}

@@ -129,24 +129,36 @@ func TestCatalogue(t *testing.T) {
 	}
 }
 
-func TestValidateScopes(t *testing.T) {
-	if err := ValidateScopes([]string{"url:GET|/api/v1/accounts", "cd2"}, false); err != nil {
-		t.Error(err)
-	}
-	err := ValidateScopes([]string{"url:GET|/api/v1/course/:course_id/rubric", "bogus", "url:GET|/api/v1/(x", "url:GET|/api/v1/accounts"}, false)
-	var ve *ValidationError
-	if !errors.As(err, &ve) || len(ve.Problems) != 3 {
-		t.Fatalf("got %v", err)
-	}
-	msg := err.Error()
-	for _, want := range []string{"3 invalid", "not in the Canvas scope catalogue", "did you mean", "url:GET|/api/v1/courses/:course_id/rubrics", `"bogus"`, "offset"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("message lacks %q:\n%s", want, msg)
+func TestCheckScope(t *testing.T) {
+	for _, good := range []string{"url:GET|/api/v1/accounts", "cd2"} {
+		if p := CheckScope(good, false); p != nil {
+			t.Errorf("%s: %s", good, p.Message())
 		}
 	}
-	err = ValidateScopes([]string{"url:GET|/api/v1/course/:course_id/rubric", "bogus"}, true)
-	if !errors.As(err, &ve) || len(ve.Problems) != 1 {
-		t.Errorf("allowUnknown: %v", err)
+	for _, c := range []struct{ scope, has, suggestion string }{
+		{"url:GET|/api/v1/course/:course_id/rubric", "not in the Canvas scope catalogue", "url:GET|/api/v1/courses/:course_id/rubrics"},
+		{"bogus", `"bogus"`, ""},
+		{"url:GET|/api/v1/(x", "offset", ""},
+		{"GET|/api/v1/courses", "GET|/api/v1/courses", "url:GET|/api/v1/courses"},
+		{"GET|/api/v1/course", "GET|/api/v1/course", "url:GET|/api/v1/courses"},
+	} {
+		p := CheckScope(c.scope, false)
+		if p == nil {
+			t.Errorf("%s: no problem found", c.scope)
+			continue
+		}
+		if msg := p.Message(); !strings.Contains(msg, c.has) {
+			t.Errorf("%s: message %q lacks %q", c.scope, msg, c.has)
+		}
+		if c.suggestion != "" && (len(p.Suggestions) == 0 || p.Suggestions[0] != c.suggestion) {
+			t.Errorf("%s: suggestions %q, want %q first", c.scope, p.Suggestions, c.suggestion)
+		}
+	}
+	if p := CheckScope("url:GET|/api/v1/course/:course_id/rubric", true); p != nil {
+		t.Errorf("allowUnknown: %s", p.Message())
+	}
+	if p := CheckScope("bogus", true); p == nil {
+		t.Error("allowUnknown accepted a malformed scope")
 	}
 }
 

@@ -33,7 +33,7 @@ type extraScopes struct {
 // Compile compiles scope strings into a Set. URL scopes must parse (see
 // ParseScope); non-URL scopes from the non-URL catalogue are accepted and
 // grant nothing; anything else is an error (*ScopeError). Compile does not
-// require URL scopes to be in the catalogue (see ValidateScopes).
+// require URL scopes to be in the catalogue (see CheckScope).
 func Compile(scopes []string) (*Set, error) {
 	cat := loadCatalogue()
 	s := &Set{}

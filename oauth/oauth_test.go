@@ -4,12 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/params"
 )
 
 var (
@@ -122,50 +125,6 @@ func TestForgedAndTruncatedTokens(t *testing.T) {
 		if _, err := s.Verify(bad); err == nil {
 			t.Errorf("%s: verified", name)
 		}
-	}
-}
-
-func TestCheck(t *testing.T) {
-	secret := sha256.Sum256([]byte("secret"))
-	view := func() *ClientView {
-		return &ClientView{ClientID: "job-1", SecretSHA256: secret, KeyID: "vendor-a", KeyRequireScopes: true,
-			KeyScopes: []string{"url:GET|/api/v1/courses", "url:GET|/api/v1/courses/:id", "url:GET|/api/v1/users"}}
-	}
-	c := testClaims()
-	scopes, reason := Check(&c, view(), false)
-	if reason != "" || !slices.Equal(scopes, []string{"url:GET|/api/v1/courses", "url:GET|/api/v1/courses/:id"}) &&
-		!slices.Equal(scopes, []string{"url:GET|/api/v1/courses/:id", "url:GET|/api/v1/courses"}) {
-		t.Fatalf("valid: %v %q", scopes, reason)
-	}
-	rotated := view()
-	rotated.SecretSHA256 = sha256.Sum256([]byte("new secret"))
-	narrowedKey := view()
-	narrowedKey.KeyScopes = []string{"url:GET|/api/v1/courses"}
-	narrowedClient := view()
-	narrowedClient.ClientScopes = []string{"url:GET|/api/v1/courses"}
-	moved := view()
-	moved.KeyID = "vendor-b"
-	for name, tc := range map[string]struct {
-		v       *ClientView
-		revoked bool
-		want    string
-	}{
-		"client removed":      {nil, false, "no longer exists"},
-		"secret rotated":      {rotated, false, "rotated"},
-		"revoked":             {view(), true, "revoked"},
-		"scope left the key":  {narrowedKey, false, "no longer on developer key"},
-		"client narrowed":     {narrowedClient, false, "no longer granted"},
-		"client moved to key": {moved, false, "now bound"},
-	} {
-		if _, reason := Check(&c, tc.v, tc.revoked); !strings.Contains(reason, tc.want) {
-			t.Errorf("%s: reason %q, want it to mention %q", name, reason, tc.want)
-		}
-	}
-	// An unscoped key: unknown refs are dropped, not fatal.
-	unscoped := view()
-	unscoped.KeyRequireScopes, unscoped.KeyScopes = false, nil
-	if _, reason := Check(&c, unscoped, false); reason != "" {
-		t.Fatalf("unscoped key: %q", reason)
 	}
 }
 
@@ -290,24 +249,63 @@ func TestGrantScopes(t *testing.T) {
 }
 
 func TestRevocations(t *testing.T) {
-	r := NewRevocations(2)
+	r := NewRevocations(2, 2)
 	a, b, c := [16]byte{1}, [16]byte{2}, [16]byte{3}
-	if err := r.Add(a, t0.Add(time.Minute), t0); err != nil || !r.Has(a) || r.Has(b) {
+	if err := r.Add("job", a, t0.Add(time.Minute), t0); err != nil || !r.Has(a) || r.Has(b) {
 		t.Fatal("add/has")
 	}
-	if err := r.Add(b, t0.Add(time.Hour), t0); err != nil {
+	if err := r.Add("job", b, t0.Add(time.Hour), t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Add(c, t0.Add(time.Hour), t0); !errors.Is(err, ErrRevocationsFull) {
+	if err := r.Add("other", c, t0.Add(time.Hour), t0); !errors.Is(err, ErrRevocationsFull) {
 		t.Fatalf("full: %v", err)
 	}
 	// After a's token expired it is pruned and c fits.
-	if err := r.Add(c, t0.Add(time.Hour), t0.Add(2*time.Minute)); err != nil || r.Has(a) || !r.Has(c) || r.Len() != 2 {
+	if err := r.Add("other", c, t0.Add(time.Hour), t0.Add(2*time.Minute)); err != nil || r.Has(a) || !r.Has(c) || r.Len() != 2 {
 		t.Fatalf("prune: %v len=%d", err, r.Len())
 	}
 	// An expired token is not stored at all.
-	if err := r.Add([16]byte{9}, t0, t0); err != nil || r.Has([16]byte{9}) {
+	if err := r.Add("job", [16]byte{9}, t0, t0); err != nil || r.Has([16]byte{9}) {
 		t.Fatal("expired token stored")
+	}
+}
+
+// One client revoking as fast as it can fills only its own share: its
+// next revocation fails, every other client's still succeeds, and its
+// share frees up as its revoked tokens expire. (With the share as large as
+// the whole set, as before, the other client's revocation failed.)
+func TestRevocationsOneClientCannotFillTheSet(t *testing.T) {
+	const total, share = 1000, 100
+	r := NewRevocations(total, share)
+	id := func(client byte, i int) [16]byte { return [16]byte{client, byte(i), byte(i >> 8)} }
+	var n int
+	for n = 0; n < total; n++ {
+		if err := r.Add("greedy", id(1, n), t0.Add(time.Hour), t0); err != nil {
+			if !errors.Is(err, ErrClientRevocationsFull) {
+				t.Fatalf("greedy client's revocation %d: %v, want ErrClientRevocationsFull", n, err)
+			}
+			break
+		}
+	}
+	if n != share {
+		t.Fatalf("greedy client stored %d revocations, want its share %d", n, share)
+	}
+	for i := 0; i < share; i++ {
+		if err := r.Add("polite", id(2, i), t0.Add(time.Hour), t0); err != nil {
+			t.Fatalf("another client's revocation %d failed after one client filled its share: %v", i, err)
+		}
+	}
+	// Still revoked: a full share never drops a revocation early.
+	if !r.Has(id(1, 0)) || !r.Has(id(2, 0)) {
+		t.Fatal("a stored revocation was lost")
+	}
+	// Expired entries free the share (pruned at most once a second).
+	later := t0.Add(time.Hour + time.Second)
+	if err := r.Add("greedy", id(1, share), later.Add(time.Hour), later); err != nil {
+		t.Fatalf("after its revoked tokens expired the client still cannot revoke: %v", err)
+	}
+	if r.Has(id(1, 0)) {
+		t.Fatal("an expired revocation was kept")
 	}
 }
 
@@ -335,5 +333,72 @@ func TestLimiter(t *testing.T) {
 	l.Fail("10.0.0.3", t0)
 	if l.Len() > 2 {
 		t.Fatalf("limiter holds %d addresses, max 2", l.Len())
+	}
+}
+
+// Ten failures for one client lock out that client at that address only:
+// another registered client at the same address, the same client at
+// another address, and unregistered ids (in their own, larger budget) are
+// unaffected; unregistered ids spending their budget lock out no
+// registered client.
+func TestAuthLimiterOneClientCannotLockOutAnother(t *testing.T) {
+	l := NewAuthLimiter(10, 20, time.Minute, 100)
+	const nat, home = "192.0.2.1", "198.51.100.7"
+	for i := 0; i < 10; i++ {
+		if ok, _ := l.Allow(nat, "job-a", true, t0); !ok {
+			t.Fatalf("failure %d refused early", i)
+		}
+		l.Fail(nat, "job-a", true, t0)
+	}
+	if ok, _ := l.Allow(nat, "job-a", true, t0); ok {
+		t.Fatal("job-a is not limited after its burst")
+	}
+	if ok, _ := l.Allow(nat, "job-b", true, t0); !ok {
+		t.Fatal("job-b is locked out by job-a's failures at the same address")
+	}
+	if ok, _ := l.Allow(home, "job-a", true, t0); !ok {
+		t.Fatal("job-a is locked out at another address")
+	}
+	for i := 0; i < 20; i++ {
+		if ok, _ := l.Allow(nat, fmt.Sprintf("guess-%d", i), false, t0); !ok {
+			t.Fatalf("unregistered failure %d refused within its budget", i)
+		}
+		l.Fail(nat, fmt.Sprintf("guess-%d", i), false, t0)
+	}
+	if ok, _ := l.Allow(nat, "guess-x", false, t0); ok {
+		t.Fatal("unregistered ids are not limited after their budget")
+	}
+	if ok, _ := l.Allow(nat, "job-b", true, t0); !ok {
+		t.Fatal("job-b is locked out by failures with unregistered ids")
+	}
+}
+
+func TestClientIDsIn(t *testing.T) {
+	basic := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("job-b:s"))}}
+	for _, tc := range []struct {
+		name     string
+		header   http.Header
+		query    string
+		kind     params.BodyKind
+		boundary string
+		body     string
+		want     []string
+	}{
+		{"basic", basic, "", params.BodyNone, "", "", []string{"job-b"}},
+		{"query and form", nil, "client_id=job-q", params.BodyForm, "", "a=1;client_id=job%2Df", []string{"job-q", "job-f"}},
+		{"rack name forms", nil, "client_id[]=a&%5Bclient_id%5D=b&client_id[x]=c&client_id]=d&client_ids=no", params.BodyNone, "", "", []string{"a", "b", "c", "d"}},
+		{"form body ignored when not a form", nil, "", params.BodyOpaque, "", "client_id=x", nil},
+		{"json, repeated and nested", nil, "", params.BodyJSON, "", `{"client_id":"j1","x":{"client_id":"no"},"client_id":["j2",{"k":"j3"}]}`, []string{"j1", "j2", "j3"}},
+		{"json not an object", nil, "", params.BodyJSON, "", `["client_id"]`, nil},
+		{"multipart by name, file name and content type", nil, "", params.BodyMultipart, "B",
+			"--B\r\nContent-Disposition: form-data; name=\"client_id\"\r\n\r\nm1\r\n" +
+				"--B\r\nContent-Disposition: form-data; name=\"\"; filename=\"client_id\"\r\n\r\nm2\r\n" +
+				"--B\r\nContent-Disposition: form-data; name=\"\"\r\nContent-Type: client_id\r\n\r\nm3\r\n--B--\r\n",
+			[]string{"m1", "m2", "m3"}},
+	} {
+		got := ClientIDsIn(tc.header, tc.query, tc.kind, tc.boundary, []byte(tc.body))
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

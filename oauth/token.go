@@ -337,6 +337,6 @@ func decodePayload(b []byte) (Claims, error) {
 
 func sortRefs(refs []ScopeRef) []ScopeRef {
 	out := slices.Clone(refs)
-	slices.SortFunc(out, cmpRef)
+	slices.SortFunc(out, CmpRef)
 	return slices.Compact(out)
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // refTopName is an independent reading of Rack 2's top-level name of a raw
@@ -99,6 +100,7 @@ func FuzzFilterIncludesJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"a":1,"include":"x","b":[1]}`, `{"include":["x","uuid","uuid"]}`, `{"include":["x"]}`, `{ "include" : [ "uuid" ] , "z" : {"include":1} }`,
 		`["include"]`, `{"a":1,"a":2}`, `{"\u0069nclude":"x","a":"\ud800"}`, `{}`, ` 1 `, `{"a":[[[[]]]],"includes":null}`, `{"a":1,}`,
+		"{\"a\":\"\xc3\xa9\xed\xa0\x80\"}", "{\"include\":[\"uuid\"]}\xff",
 	} {
 		f.Add([]byte(s))
 	}
@@ -115,7 +117,7 @@ func FuzzFilterIncludesJSON(f *testing.F) {
 			}
 			return
 		}
-		if !json.Valid(in) {
+		if !json.Valid(in) || !utf8.Valid(in) {
 			t.Fatalf("accepted invalid JSON %q", in)
 		}
 		if !json.Valid(out) {
@@ -205,13 +207,27 @@ func goParts(body []byte, boundary string) ([]rawPart, error) {
 	}
 }
 
+// partHead is the header block of the part whose delimiter line starts at
+// start, without the CRLF that ends its last line.
+func partHead(body []byte, boundary string, start int) string {
+	hs := start + len("--"+boundary+"\r\n")
+	he := bytes.Index(body[hs:], []byte("\r\n\r\n"))
+	return string(body[hs : hs+he])
+}
+
 func FuzzFilterIncludesMultipart(f *testing.F) {
 	file := "Content-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\nContent-Type: application/octet-stream"
+	empty := `Content-Disposition: form-data; name=""`
 	for _, s := range []string{
 		mp(cdn("a"), "1", cdn("include[]"), "x", file, "\x00\r\n--Xy", cdn("include[]"), "uuid"),
 		mp(cdn("include"), "uuid"), mp("Content-Disposition: form-data; name=includes[]", "uuid"),
 		mp(`Content-Disposition: form-data; filename="x; name=include"; name="a"`, "1"),
 		"--XyZ--", "--XyZ\r\n\r\n\r\n--XyZ--",
+		mp(empty+"\r\nContent-Type: include", "uuid", cdn("include[]"), "x"),
+		mp(empty+"\r\nX-Content-Type: include", "x", empty+"\r\nContent-Type:  include", "x"),
+		mp(empty+`; filename="include%5B%5D"`, "x", empty+"\r\nContent-Type: text/plain; filename=include", "x"),
+		mp(cdn("a")+"\r\nContent-ID: include[]", "x", `Content-Disposition: form-data; NAME="include"; p1=v`, "x"),
+		mp(`Content-Disposition: form-data; name=include ; x=1`, "x", cdn("a")+"\r\nX: a; filename=\"\"", "uuid"),
 	} {
 		f.Add([]byte(s))
 	}
@@ -232,33 +248,66 @@ func FuzzFilterIncludesMultipart(f *testing.F) {
 		if err != nil {
 			t.Fatalf("output does not parse: %q -> %q: %v", in, out, err)
 		}
-		keep := func(ps []rawPart) []rawPart {
-			var r []rawPart
-			for _, p := range ps {
-				n, _ := classifyKey(p.name)
-				if n != nmInclude && n != nmIncludes {
-					r = append(r, p)
+		// Each accepted part: its form name and content as Go reads them,
+		// and its parameter name as Rack 2.2 and Rack 3.1+ give it.
+		type namedPart struct{ name, head, content string }
+		named := func(body []byte, goPs []rawPart) []namedPart {
+			ours, _, e := scanMultipart(body, "XyZ", DefaultLimits().MaxParams)
+			if e != nil {
+				t.Fatalf("accepted body not scanned: %q: %v", body, e)
+			}
+			if len(ours) != len(goPs) {
+				t.Fatalf("part count: ours %d, Go %d: %q", len(ours), len(goPs), body)
+			}
+			var r []namedPart
+			for i, p := range ours {
+				if p.formName != goPs[i].name || string(p.content) != goPs[i].content {
+					t.Fatalf("part %d: ours %q/%q, Go %q/%q", i, p.formName, p.content, goPs[i].name, goPs[i].content)
 				}
+				head := partHead(body, "XyZ", p.start)
+				n2, file2 := refRack2Name(head)
+				n3, file3 := refRack3Name(head)
+				if p.name != n2 || p.name != n3 {
+					t.Fatalf("part %d %q named %q, Rack 2.2 %q, Rack 3 %q", i, head, p.name, n2, n3)
+				}
+				if (file2 != nil || file3) && !p.hasFile {
+					t.Fatalf("part %d %q: Rack sees a file, the gate does not", i, head)
+				}
+				r = append(r, namedPart{p.name, head, string(p.content)})
 			}
 			return r
 		}
-		ki, ko := keep(pi), keep(po)
+		ni, no := named(in, pi), named(out, po)
+		isInclude := func(p namedPart) bool {
+			n, _ := classifyKey(p.name)
+			return n == nmInclude || n == nmIncludes
+		}
+		var ki, ko []namedPart
+		for _, p := range ni {
+			if !isInclude(p) {
+				ki = append(ki, p)
+			}
+		}
+		kept := map[uint8]bool{}
+		for _, p := range no {
+			if !isInclude(p) {
+				ko = append(ko, p)
+				continue
+			}
+			// What survives is one include[]=uuid (or includes[]) that is
+			// not a file, as Rack 2.2 reads the part.
+			n, form := classifyKey(p.name)
+			if _, file := refRack2Name(p.head); form != fmArray || p.content != "uuid" || file != nil || kept[n] {
+				t.Fatalf("include part %q=%q kept: %q -> %q", p.name, p.content, in, out)
+			}
+			kept[n] = true
+		}
 		if len(ki) != len(ko) {
 			t.Fatalf("non-include parts changed: %q -> %q", in, out)
 		}
 		for i := range ki {
 			if ki[i] != ko[i] {
 				t.Fatalf("part %d changed: %+v -> %+v", i, ki[i], ko[i])
-			}
-		}
-		// Our names agree with Go's.
-		ours, _, _ := scanMultipart(in, "XyZ")
-		if len(ours) != len(pi) {
-			t.Fatalf("part count: ours %d, Go %d", len(ours), len(pi))
-		}
-		for i := range ours {
-			if ours[i].name != pi[i].name || string(ours[i].content) != pi[i].content {
-				t.Fatalf("part %d: ours %q/%q, Go %q/%q", i, ours[i].name, ours[i].content, pi[i].name, pi[i].content)
 			}
 		}
 		out2, removed2, err := FilterIncludesMultipart(out, "XyZ")

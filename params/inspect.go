@@ -76,7 +76,7 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 	count := 0
 
 	if req.RawQuery != "" {
-		if e := validatePairs(req.RawQuery, true); e != nil {
+		if e := validatePairs(req.RawQuery, true, lim.MaxParams); e != nil {
 			return nil, e
 		}
 		if e := in.q.scanPairs(req.RawQuery, lim, &count, &scratch, true); e != nil {
@@ -88,10 +88,10 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 	in.kind = kind
 	switch kind {
 	case BodyForm:
-		s := string(req.Body)
-		if e := validatePairs(s, false); e != nil {
+		if e := validatePairs(req.Body, false, lim.MaxParams-count); e != nil {
 			return nil, e
 		}
+		s := string(req.Body)
 		if e := in.b.scanPairs(s, lim, &count, &scratch, true); e != nil {
 			return nil, e
 		}
@@ -99,7 +99,7 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 		if boundary == "" {
 			return nil, badRequest(MsgInvalidMultipart)
 		}
-		parts, closeAt, e := scanMultipart(req.Body, boundary)
+		parts, closeAt, e := scanMultipart(req.Body, boundary, lim.MaxParams-count)
 		if e != nil {
 			return nil, e
 		}
@@ -232,7 +232,7 @@ func lowerDash(c byte) byte {
 }
 
 func (in *Inspection) scanJSONBody(b []byte, lim Limits, count *int) *Error {
-	t, e := scanJSONInto(b, lim.MaxJSONDepth, in.jsonTop)
+	t, e := scanJSONInto(b, lim.MaxJSONDepth, lim.MaxParams-*count, in.jsonTop)
 	in.jsonTop = t // also on error: Release recycles the slices
 	if e != nil {
 		return e

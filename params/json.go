@@ -2,7 +2,6 @@ package params
 
 import (
 	"bytes"
-	"unicode/utf8"
 
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/internal/jsonlex"
 )
@@ -133,7 +132,7 @@ func (s *jsonScanner) str() (span [2]int, ok bool) {
 	if s.pos >= len(s.b) || s.b[s.pos] != '"' {
 		return span, s.fail(MsgInvalidJSON)
 	}
-	end, _, _ := jsonlex.String(s.b, s.pos)
+	end, _, _ := jsonlex.StringUTF8(s.b, s.pos)
 	if end < 0 {
 		return span, s.fail(MsgInvalidJSON)
 	}
@@ -162,16 +161,17 @@ type jsonTop struct {
 // scanJSON validates b and, when the top level is an object, records each
 // member's span and decoded name. Duplicate member names are refused.
 func scanJSON(b []byte, maxDepth int) (jsonTop, *Error) {
-	return scanJSONInto(b, maxDepth, jsonTop{})
+	return scanJSONInto(b, maxDepth, -1, jsonTop{})
 }
 
 // scanJSONInto is scanJSON appending to t's slices (emptied first), so a
-// pooled Inspection reuses them.
-func scanJSONInto(b []byte, maxDepth int, t jsonTop) (jsonTop, *Error) {
+// pooled Inspection reuses them. With maxMembers >= 0 it stops with
+// MsgTooManyParams at the top-level member after the first maxMembers, so
+// a body of a million members is neither read past the limit nor split
+// into a million names. (UTF-8 is checked string by string for the same
+// reason: nothing but a string may hold bytes from 0x80 up.)
+func scanJSONInto(b []byte, maxDepth, maxMembers int, t jsonTop) (jsonTop, *Error) {
 	t = jsonTop{members: t.members[:0], names: t.names[:0]}
-	if !utf8.Valid(b) {
-		return t, badRequest(MsgInvalidJSON)
-	}
 	s := &jsonScanner{b: b, maxDepth: maxDepth}
 	s.ws()
 	if s.pos < len(s.b) && s.b[s.pos] == '{' {
@@ -185,6 +185,9 @@ func scanJSONInto(b []byte, maxDepth int, t jsonTop) (jsonTop, *Error) {
 			s.pos++
 		} else {
 			for {
+				if len(t.members) == maxMembers {
+					return t, badRequest(MsgTooManyParams)
+				}
 				ks, ok := s.str()
 				if !ok {
 					return t, s.err

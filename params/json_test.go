@@ -32,6 +32,13 @@ func TestFilterIncludesJSON(t *testing.T) {
 		{`{"a":NaN}`, ``, 0, true},
 		{`{"a":1} x`, ``, 0, true},
 		{"{\"a\":\"\xff\"}", ``, 0, true},
+		// UTF-8 is checked string by string now, not for the whole body first.
+		{"{\"\xc3\":1}", ``, 0, true},
+		{"{\"a\":[{\"b\":\"\xed\xa0\x80\"}]}", ``, 0, true},
+		{"{\"a\":1}\xc3\xa9", ``, 0, true},
+		{"{\"a\":\xc3\xa9}", ``, 0, true},
+		{"\"\xc0\xaf\"", ``, 0, true},
+		{"{\"\xc3\xa9\":\"\xf0\x9f\x98\x80\"}", "{\"\xc3\xa9\":\"\xf0\x9f\x98\x80\"}", 0, false},
 		{`{"a":1 /* c */}`, ``, 0, true},
 		{``, ``, 0, true},
 	}

@@ -89,18 +89,36 @@ func (c *container) checkIncludeForms() *Error {
 	return nil
 }
 
-// validatePairs refuses the bytes Rack and Go read differently in a query string or a form body.
-func validatePairs(raw string, isQuery bool) *Error {
+// validatePairs refuses the bytes Rack and Go read differently in a query
+// string or a form body, and counts its pairs (non-empty '&'-separated
+// segments) as it goes: it stops with MsgTooManyParams at the pair after
+// the first maxPairs, so a body of a million pairs is not read past the
+// limit (nor, for a form body, copied: it takes the body's bytes as they
+// are).
+func validatePairs[T string | []byte](raw T, isQuery bool, maxPairs int) *Error {
+	pairs := 0
+	segStart := true
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
+		if c == '&' {
+			if i+1 < len(raw) && raw[i+1] == ' ' {
+				// Rack splits on /& */ and drops the spaces; Go keeps them
+				// in the key. Cutting the pair before such a segment would
+				// also change how Rack reads it.
+				return badRequest(MsgSpaceAfterAmpersand)
+			}
+			segStart = true
+			continue
+		}
+		if segStart {
+			segStart = false
+			if pairs++; pairs > maxPairs {
+				return badRequest(MsgTooManyParams)
+			}
+		}
 		switch {
 		case c == ';':
 			return badRequest(MsgSemicolon)
-		case c == '&' && i+1 < len(raw) && raw[i+1] == ' ':
-			// Rack splits on /& */ and drops the spaces; Go keeps them
-			// in the key. Cutting the pair before such a segment would
-			// also change how Rack reads it.
-			return badRequest(MsgSpaceAfterAmpersand)
 		case c == '%':
 			if i+2 >= len(raw) {
 				return badRequest(MsgBadEscape)
@@ -306,7 +324,7 @@ func FilterIncludesQuery(raw string) (out string, removed int, err error) {
 }
 
 func filterPairs(raw string, isQuery bool) (string, int, error) {
-	if e := validatePairs(raw, isQuery); e != nil {
+	if e := validatePairs(raw, isQuery, DefaultLimits().MaxParams); e != nil {
 		return "", 0, e
 	}
 	// One allocation holds the parse state and its small buffers.

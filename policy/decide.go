@@ -57,7 +57,12 @@ func (d Decision) Key() *Key {
 
 // Decide looks the token up and evaluates the request against it.
 func (s *Store) Decide(token string, req Request) Decision {
-	e := s.Lookup(token)
+	return s.DecideHash(HashToken(token), req)
+}
+
+// DecideHash is Decide for a token known by its SHA-256.
+func (s *Store) DecideHash(h [32]byte, req Request) Decision {
+	e := s.LookupHash(h)
 	if e == nil {
 		return Decision{Outcome: UnknownToken, Reason: "token is not registered"}
 	}

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -34,8 +35,19 @@ type DeveloperKey struct {
 	Hosts           []string
 	AllowMasquerade bool
 	UpstreamToken   string // as written, usually a {env.*} or {file.*} placeholder
-	Mode            Mode
-	line            int
+	// AllowUpstreamCredentialMinting acknowledges that a key with
+	// UpstreamToken holds scopes that mint credentials of the upstream
+	// user (see mintingRoutes), or has RequireScopes false.
+	AllowUpstreamCredentialMinting bool
+	Mode                           Mode
+	// Accounts are the roots of the account subtrees the key is confined
+	// to, in any form Canvas accepts for an account id ("42",
+	// "sis_account_id:ENG", "self"). Empty: not confined.
+	Accounts []string
+	// UnconfinedScopes are scopes of the key let through without
+	// confinement (see package confine).
+	UnconfinedScopes []string
+	line             int
 }
 
 // Token registers one gateway token by the SHA-256 of its full text.
@@ -80,7 +92,9 @@ type ConfigError struct {
 	File  string
 	Line  int
 	Field string
-	Msg   string
+	Msg   string // includes the suggestions, as "; did you mean …?"
+	// Suggestions are what Msg proposes instead, when anything.
+	Suggestions []string
 }
 
 func (e ConfigError) Error() string {
@@ -261,7 +275,7 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 // unknown.
 var (
 	topFields    = []string{"clients", "developer_keys", "tokens"}
-	keyFields    = []string{"allow_includes", "allow_masquerade", "enabled", "hosts", "id", "mode", "name", "require_scopes", "scopes", "upstream_token"}
+	keyFields    = []string{"accounts", "allow_includes", "allow_masquerade", AllowMintingField, "enabled", "hosts", "id", "mode", "name", "require_scopes", "scopes", "unconfined_scopes", "upstream_token"}
 	tokenFields  = []string{"developer_key", "expires_at", "label", "revoked", "scopes", "sha256"}
 	clientFields = []string{"client_id", "developer_key", "scopes", "secret_sha256", "token_ttl"}
 )
@@ -347,20 +361,14 @@ func (p *parser) scopes(n *node, at path) []string {
 		if p.validScopes[s] {
 			continue
 		}
-		if _, err := matcher.ParseScope(s); err != nil {
-			p.errorf(off, at.index(i), "%v", err)
-			continue
-		}
-		if !p.opts.AllowUnknownScopes {
-			if ok, sugg := matcher.CheckCatalogue(s); !ok {
-				msg := fmt.Sprintf("scope %q is not in the Canvas scope catalogue", s)
-				if len(sugg) > 0 {
-					msg += "; did you mean " + quoteList(sugg) + "?"
-				}
+		if prob := matcher.CheckScope(s, p.opts.AllowUnknownScopes); prob != nil {
+			msg := prob.Message()
+			if errors.Is(prob.Err, matcher.ErrNotInCatalogue) {
 				msg += " (allow_unknown_scopes accepts scopes from newer Canvas versions or plugins)"
-				p.errorf(off, at.index(i), "%s", msg)
-				continue
 			}
+			p.errorf(off, at.index(i), "%s", msg)
+			p.errs[len(p.errs)-1].Suggestions = prob.Suggestions
+			continue
 		}
 		if p.validScopes == nil {
 			p.validScopes = map[string]bool{}
@@ -381,7 +389,9 @@ func (p *parser) sha256(n *node, at path) [32]byte {
 		return h
 	}
 	if _, err := hex.Decode(h[:], unsafe.Slice(unsafe.StringData(s), len(s))); err != nil {
-		p.errorf(n.offset, at, "must be 64 lower-case hex characters: %v", err)
+		// Not %v: hex's error quotes the offending character, and a
+		// token pasted here in place of its hash would leak through it.
+		p.errorf(n.offset, at, "must be 64 lower-case hex characters (the SHA-256 of the secret; see `caddy canvas-scopes hash-token`)")
 	}
 	return h
 }
@@ -389,6 +399,8 @@ func (p *parser) sha256(n *node, at path) [32]byte {
 func (p *parser) developerKey(n *node, at path) DeveloperKey {
 	k := DeveloperKey{RequireScopes: true, Enabled: true, line: p.line(n.offset)}
 	var hasScopes bool
+	var scopesNode, requireNode, mintingNode *node
+	var scopesMember, accountsNode, unconfinedNode *member
 	p.object(n, at, keyFields, func(m *member) bool {
 		v, f := m.value, at.dot(m.name)
 		switch m.name {
@@ -398,9 +410,21 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 			k.Name = p.keep(p.str(v, f))
 		case "scopes":
 			hasScopes = true
+			scopesMember = m
 			k.Scopes = p.scopes(v, f)
+			scopesNode = v
+		case "accounts":
+			accountsNode = m
+			k.Accounts = p.strings(v, f)
+		case "unconfined_scopes":
+			unconfinedNode = m
+			k.UnconfinedScopes = p.strings(v, f)
 		case "require_scopes":
 			k.RequireScopes = p.boolean(v, f)
+			requireNode = v
+		case AllowMintingField:
+			k.AllowUpstreamCredentialMinting = p.boolean(v, f)
+			mintingNode = v
 		case "allow_includes":
 			k.AllowIncludes = p.boolean(v, f)
 		case "enabled":
@@ -439,7 +463,48 @@ func (p *parser) developerKey(n *node, at path) DeveloperKey {
 	if n.kind == kindObject && !hasScopes && k.RequireScopes {
 		p.errorf(n.offset, at.dot("scopes"), "is required when require_scopes is true (an empty list allows nothing but /login/oauth2/token)")
 	}
+	if n.kind == kindObject {
+		p.checkMinting(&k, at, scopesNode, requireNode, mintingNode)
+		p.confinement(&k, at, scopesMember, accountsNode, unconfinedNode)
+	}
 	return k
+}
+
+// checkMinting refuses a key with upstream_token whose scopes mint
+// credentials of the upstream user (or that requires no scopes at all)
+// unless it sets allow_upstream_credential_minting, and refuses that field
+// set to true on a key without upstream_token, where it would mean nothing.
+func (p *parser) checkMinting(k *DeveloperKey, at path, scopesNode, requireNode, mintingNode *node) {
+	if k.UpstreamToken == "" {
+		if k.AllowUpstreamCredentialMinting {
+			p.errorf(mintingNode.offset, at.dot(AllowMintingField), "has no effect without upstream_token (the client's own Canvas token is forwarded); remove it")
+		}
+		return
+	}
+	if k.AllowUpstreamCredentialMinting {
+		return
+	}
+	const consequence = "with upstream_token the vendor could use it outside the gate, with that user's whole power"
+	const remedy = `set "` + AllowMintingField + `": true on the key to accept that`
+	if !k.RequireScopes {
+		p.errorf(requireNode.offset, at.dot("require_scopes"), "false with upstream_token lets the vendor call every Canvas endpoint as the upstream user, including ones that mint credentials of that user for use outside the gate (such as %q: %s); list scopes, or %s",
+			mintingRoutes[0].scope, mintingRoutes[0].why, remedy)
+		return
+	}
+	if scopesNode == nil || scopesNode.kind != kindArray {
+		return
+	}
+	for i, s := range k.Scopes {
+		route, why, ok := mintingRoute(s)
+		if !ok {
+			continue
+		}
+		what := fmt.Sprintf("scope %q mints a credential of the upstream user (%s)", s, why)
+		if route != s {
+			what = fmt.Sprintf("scope %q also matches %q, as Canvas matches scopes, which mints a credential of the upstream user (%s)", s, route, why)
+		}
+		p.errorf(scopesNode.array[i].offset, at.dot("scopes").index(i), "%s; %s. Remove the scope, or %s", what, consequence, remedy)
+	}
 }
 
 func (p *parser) token(n *node, at path) Token {
@@ -587,42 +652,14 @@ func join(path, name string) string {
 	return path + "." + name
 }
 
-func quoteList(s []string) string {
-	q := make([]string, len(s))
-	for i, v := range s {
-		q[i] = fmt.Sprintf("%q", v)
-	}
-	return strings.Join(q, " or ")
-}
-
 // closest returns the candidate with the smallest edit distance to s when it
 // is close enough to be a plausible typo.
 func closest(s string, candidates []string) string {
 	best, bestD := "", len(s)/2+2
 	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
+		if d := matcher.EditDistance(s, c); d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -92,7 +92,7 @@ func (s *Store) Apply(name string, p *Patch, opts CompileOptions) (*Store, error
 					errs = append(errs, ConfigError{File: name, Field: "clients.scopes", Msg: fmt.Sprintf("scope %q is not on developer key %q; a client may only hold a subset of its key's scopes", missing, k.ID)})
 				}
 			}
-			ns.clients[c.ClientID] = &ClientEntry{ClientID: c.ClientID, SecretSHA256: c.SecretSHA256, Key: k, TokenTTL: c.TokenTTL, Scopes: c.Scopes}
+			ns.clients[c.ClientID] = compileClient(&c, k)
 		}
 	}
 	if len(errs) > 0 {

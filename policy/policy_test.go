@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -216,8 +217,45 @@ func TestSecretsResolvedAndNeverInErrors(t *testing.T) {
 		t.Errorf("upstream token %q %v", tok, ok)
 	}
 	_, err = Load("k.json", []byte(data), ParseOptions{}, CompileOptions{ResolveSecret: func(string) (string, error) { return "", nil }})
-	if err == nil || !strings.Contains(err.Error(), "{env.X} resolved to an empty value") {
+	if err == nil || err.Error() != "k.json:1: upstream_token: "+msgSecretEmpty {
 		t.Errorf("empty secret: %v", err)
+	}
+}
+
+// A literal upstream_token that happens to contain "{…}" fails to resolve
+// as a placeholder; the error names the field and the line, and neither
+// the value nor the resolver's message (which quotes it) appears.
+func TestUnresolvableSecretIsNotEchoed(t *testing.T) {
+	const literal = "7~test-only-literal{token}secret-part"
+	data := "{\"developer_keys\":[\n{\"id\":\"a\",\"scopes\":[],\n\"upstream_token\":\"" + literal + "\"}]}"
+	_, err := Load("k.json", []byte(data), ParseOptions{}, CompileOptions{ResolveSecret: func(v string) (string, error) {
+		return "", fmt.Errorf("cannot resolve %s: unrecognized placeholder {token}", v)
+	}})
+	if err == nil {
+		t.Fatal("an unresolvable upstream_token was accepted")
+	}
+	msg := err.Error()
+	for _, part := range []string{"7~", "test-only-literal", "{token}", "secret-part", "unrecognized"} {
+		if strings.Contains(msg, part) {
+			t.Errorf("error %q echoes %q of the secret or of the resolver's message", msg, part)
+		}
+	}
+	if want := "k.json:2: upstream_token: " + msgSecretUnresolved; msg != want {
+		t.Errorf("error %q, want %q", msg, want)
+	}
+}
+
+// A token pasted into a sha256 field (where its hash belongs) is not
+// quoted back, not even one character of it.
+func TestSHA256FieldValueIsNotEchoed(t *testing.T) {
+	pasted := "test-only-pasted-token-" + strings.Repeat("q", 64-len("test-only-pasted-token-"))
+	data := `{"developer_keys":[{"id":"a","scopes":[]}],"tokens":[{"sha256":"` + pasted + `","developer_key":"a"}]}`
+	_, err := Load("k.json", []byte(data), ParseOptions{}, CompileOptions{})
+	if err == nil {
+		t.Fatal("a non-hex sha256 was accepted")
+	}
+	if msg := err.Error(); strings.Contains(msg, "'t'") || strings.Contains(msg, "U+0074") || strings.Contains(msg, "pasted") {
+		t.Errorf("error %q quotes the pasted value", msg)
 	}
 }
 
@@ -242,6 +280,22 @@ func BenchmarkDecideAllowed(b *testing.B) {
 	for b.Loop() {
 		if d := s.Decide("tok-A", req); d.Outcome != Allowed {
 			b.Fatal(d.Reason)
+		}
+	}
+}
+
+// A scope problem carries its suggestions from where it is found
+// (matcher.CheckScope) into the keys-file error, for malformed scopes too,
+// so validate, explain and Caddy's provisioning print the same line.
+func TestScopeErrorsCarrySuggestions(t *testing.T) {
+	_, err := Load("k.json", []byte(`{"developer_keys": [{"id": "a", "scopes": ["url:GET /api/v1/courses", "GET|/api/v1/courses", "url:GET|/api/v1/course"]}]}`), ParseOptions{}, CompileOptions{})
+	var ces ConfigErrors
+	if !errors.As(err, &ces) || len(ces) != 3 {
+		t.Fatalf("got %v", err)
+	}
+	for _, e := range ces {
+		if !slices.Contains(e.Suggestions, "url:GET|/api/v1/courses") || !strings.Contains(e.Msg, `did you mean "url:GET|/api/v1/courses"`) {
+			t.Errorf("%s: suggestions %q", e.Error(), e.Suggestions)
 		}
 	}
 }

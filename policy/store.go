@@ -9,10 +9,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 	"unsafe"
 
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/matcher"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/oauth"
 )
 
 // Store is one compiled, immutable snapshot of a keys file. It is safe for
@@ -37,11 +39,25 @@ type Key struct {
 	Hosts           []string
 	Mode            Mode
 	TokenCount      int
+	// Accounts confine the key to these account subtrees (empty: not
+	// confined); UnconfinedScopes are let through without confinement.
+	Accounts         []string
+	UnconfinedScopes []string
 
 	set           *matcher.Set
 	upstreamToken string
 	idValue       any
 	index         int
+	// scopeRefs are the references (oauth.RefOf) of Scopes, for binding
+	// gateway tokens, whose claims carry references, to the key.
+	scopeRefs map[oauth.ScopeRef]struct{}
+}
+
+// HoldsScopeRef reports whether the key holds the scope a gateway token's
+// reference names.
+func (k *Key) HoldsScopeRef(r oauth.ScopeRef) bool {
+	_, ok := k.scopeRefs[r]
+	return ok
 }
 
 // Index is the key's position in Keys() of the store that compiled it.
@@ -108,7 +124,65 @@ type ClientEntry struct {
 	Key          *Key
 	TokenTTL     time.Duration
 	Scopes       []string // nil: the key's scopes
+
+	// scopeRefs are the references of EffectiveScopes, in its order.
+	scopeRefs []oauth.ScopeRef
+	// sets caches the compiled sets of the scope lists its tokens carry,
+	// by their references; it lives and dies with the store.
+	setsMu sync.Mutex
+	sets   map[string]*matcher.Set
 }
+
+// EffectiveScopes are the client's own scopes, or its key's.
+func (c *ClientEntry) EffectiveScopes() []string {
+	if c.Scopes != nil {
+		return c.Scopes
+	}
+	return c.Key.Scopes
+}
+
+// ScopeRefs are the references of EffectiveScopes, in its order.
+func (c *ClientEntry) ScopeRefs() []oauth.ScopeRef { return c.scopeRefs }
+
+// maxCachedSets bounds the sets cached per client (one per distinct scope
+// request).
+const maxCachedSets = 64
+
+// ScopeSet returns the compiled set of scopes (a token's, named by refs),
+// cached per client so that a request with a gateway token compiles
+// nothing.
+func (c *ClientEntry) ScopeSet(refs []oauth.ScopeRef, scopes []string) (*matcher.Set, error) {
+	b := make([]byte, 0, 8*len(refs))
+	for _, r := range refs {
+		b = append(b, r[:]...)
+	}
+	id := string(b)
+	c.setsMu.Lock()
+	set, ok := c.sets[id]
+	c.setsMu.Unlock()
+	if ok {
+		return set, nil
+	}
+	set, err := matcher.Intern(scopes)
+	if err != nil {
+		return nil, err
+	}
+	c.setsMu.Lock()
+	if c.sets == nil {
+		c.sets = map[string]*matcher.Set{}
+	}
+	if len(c.sets) < maxCachedSets {
+		c.sets[id] = set
+	}
+	c.setsMu.Unlock()
+	return set, nil
+}
+
+// Errors about a secret field name the field and line, never its value.
+const (
+	msgSecretUnresolved = "could not be resolved: an unknown or failing placeholder such as {env.NAME} or {file.PATH} (the value is not shown)"
+	msgSecretEmpty      = "resolved to an empty value (the value is not shown)"
+)
 
 // CompileOptions control how a parsed keys file becomes a Store.
 type CompileOptions struct {
@@ -168,7 +242,7 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 				errs = append(errs, ConfigError{File: name, Line: c.line, Field: "clients.scopes", Msg: fmt.Sprintf("scope %q is not on developer key %q; a client may only hold a subset of its key's scopes", missing, k.ID)})
 			}
 		}
-		s.clients[c.ClientID] = &ClientEntry{ClientID: c.ClientID, SecretSHA256: c.SecretSHA256, Key: k, TokenTTL: c.TokenTTL, Scopes: c.Scopes}
+		s.clients[c.ClientID] = compileClient(&c, k)
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -183,6 +257,7 @@ func compileKey(name string, dk *DeveloperKey, opts CompileOptions, errs *Config
 		RequireScopes: dk.RequireScopes, AllowIncludes: dk.AllowIncludes,
 		Enabled: dk.Enabled, AllowMasquerade: dk.AllowMasquerade,
 		Hosts: dk.Hosts, Mode: dk.Mode,
+		Accounts: dk.Accounts, UnconfinedScopes: dk.UnconfinedScopes,
 	}
 	set, err := matcher.Intern(dk.Scopes)
 	if err != nil {
@@ -192,17 +267,23 @@ func compileKey(name string, dk *DeveloperKey, opts CompileOptions, errs *Config
 	if dk.UpstreamToken != "" {
 		tok := dk.UpstreamToken
 		if opts.ResolveSecret != nil {
-			// The error must not carry the resolved value; resolvers
-			// only report which placeholder failed.
+			// Neither the value as written nor the resolver's error
+			// is echoed: a literal token may contain "{…}", which the
+			// resolver then reports as an unknown placeholder, token
+			// text and all. The field and file:line locate it.
 			tok, err = opts.ResolveSecret(dk.UpstreamToken)
 			if err != nil {
-				*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: err.Error()})
+				*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretUnresolved})
 			}
 		}
 		if tok == "" && err == nil {
-			*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: fmt.Sprintf("%s resolved to an empty value", dk.UpstreamToken)})
+			*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretEmpty})
 		}
 		k.upstreamToken = tok
+	}
+	k.scopeRefs = make(map[oauth.ScopeRef]struct{}, len(k.Scopes))
+	for _, sc := range k.Scopes {
+		k.scopeRefs[oauth.RefOf(sc)] = struct{}{}
 	}
 	k.idValue = k.ID
 	return k
@@ -234,6 +315,13 @@ func compileToken(name string, e *TokenEntry, id string, k *Key, t *Token, errs 
 			}
 		}
 	}
+}
+
+// compileClient builds the entry of client c of key k.
+func compileClient(c *Client, k *Key) *ClientEntry {
+	ce := &ClientEntry{ClientID: c.ClientID, SecretSHA256: c.SecretSHA256, Key: k, TokenTTL: c.TokenTTL, Scopes: c.Scopes}
+	ce.scopeRefs = oauth.RefsInOrder(ce.EffectiveScopes())
+	return ce
 }
 
 func notIn(sub, super []string) string {
@@ -268,11 +356,6 @@ func (s *Store) Lookup(token string) *TokenEntry {
 
 // LookupHash finds a registered token by its SHA-256.
 func (s *Store) LookupHash(h [32]byte) *TokenEntry { return s.tokens.lookup(&h) }
-
-// ScopeSet returns the compiled set for a scope list, shared with every key
-// and token holding the same scopes (matcher.Intern). Used for tokens whose
-// scopes are not in the file (OAuth).
-func (s *Store) ScopeSet(scopes []string) (*matcher.Set, error) { return matcher.Intern(scopes) }
 
 // HashToken is the SHA-256 of the token's full text, the form in which
 // tokens are stored.

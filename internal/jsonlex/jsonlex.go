@@ -15,8 +15,20 @@ import (
 // On malformed input (a control character, a bad escape, or the end of
 // the input) it returns end = -1 and bad, the index of the offending byte
 // (len(b) when the input ends first). Bytes from 0x80 up are not checked:
-// both callers validate UTF-8 once for the whole document.
+// the keys-file reader validates UTF-8 once for the whole document.
 func String(b []byte, i int) (end int, escaped bool, bad int) {
+	return scanString(b, i, false)
+}
+
+// StringUTF8 is String that also finds a string that is not valid UTF-8
+// malformed (bad is then the first byte of the invalid sequence), for a
+// reader that stops early and so does not validate the whole document
+// first. Outside strings, JSON has no place for bytes from 0x80 up.
+func StringUTF8(b []byte, i int) (end int, escaped bool, bad int) {
+	return scanString(b, i, true)
+}
+
+func scanString(b []byte, i int, checkUTF8 bool) (end int, escaped bool, bad int) {
 	j := i + 1
 	for j < len(b) {
 		switch c := b[j]; {
@@ -45,6 +57,12 @@ func String(b []byte, i int) (end int, escaped bool, bad int) {
 			}
 		case c < 0x20:
 			return -1, escaped, j
+		case c >= utf8.RuneSelf && checkUTF8:
+			r, size := utf8.DecodeRune(b[j:])
+			if r == utf8.RuneError && size == 1 {
+				return -1, escaped, j
+			}
+			j += size
 		default:
 			j++
 		}

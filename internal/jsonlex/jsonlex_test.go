@@ -3,6 +3,7 @@ package jsonlex
 import (
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 )
 
 // The pieces agree with encoding/json on every case here; the differential
@@ -47,6 +48,33 @@ func TestString(t *testing.T) {
 		}
 		if got := string(AppendUnquoted(nil, []byte(in[1:len(in)-1]))); got != want {
 			t.Errorf("AppendUnquoted(%s) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// StringUTF8 accepts exactly the strings String accepts whose bytes are
+// valid UTF-8, and points at the first invalid sequence.
+func TestStringUTF8(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		end, bad int
+	}{
+		{`"abc" x`, 5, 0},
+		{"\"h\u00e9 \xc3\xa9 \xf0\x9f\x98\x80\"", 13, 0},
+		{"\"a\xff\"", -1, 2},
+		{"\"ab\xc3\"", -1, 3},        // truncated sequence
+		{"\"\xed\xa0\x80\"", -1, 1},  // an encoded surrogate
+		{"\"\xc0\xaf\"", -1, 1},      // overlong
+		{"\"a\\\"\xe2\x82\"", -1, 4}, // truncated after an escape
+		{"\"\xe2\x82\xac", -1, 4},    // valid, then the end
+	} {
+		end, _, bad := StringUTF8([]byte(tc.in), 0)
+		if end != tc.end || (end < 0 && bad != tc.bad) {
+			t.Errorf("StringUTF8(%q) = %d, %d; want %d, %d", tc.in, end, bad, tc.end, tc.bad)
+		}
+		plainEnd, _, _ := String([]byte(tc.in), 0)
+		if valid := plainEnd > 0 && utf8.Valid([]byte(tc.in[:plainEnd])); valid != (end > 0) || valid && end != plainEnd {
+			t.Errorf("StringUTF8(%q) = %d, String and utf8.Valid say %d, %v", tc.in, end, plainEnd, valid)
 		}
 	}
 }
