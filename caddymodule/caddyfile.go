@@ -26,7 +26,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	canvas_scopes {
-//	    keys_file <path>             # required
+//	    keys_file <path>             # this, or database
+//	    database <dsn>               # shared PostgreSQL store; use {env.*} or {file.*}
+//	    max_staleness <duration>     # database: default off
+//	    stale_policy serve|deny      # database: default serve
+//	    snapshot_file <path>         # database: start from it while the database is down
 //	    unknown_tokens deny|pass     # default deny
 //	    anonymous deny|pass          # default deny
 //	    allow_unknown_scopes
@@ -53,6 +57,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.KeysFile = d.Val()
+		case "database", "max_staleness", "stale_policy", "snapshot_file":
+			if err := h.unmarshalFleetOption(d); err != nil {
+				return err
+			}
 		case "unknown_tokens", "anonymous", "mode":
 			name := d.Val()
 			if !d.NextArg() {
@@ -134,14 +142,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		default:
-			return d.Errf("unknown canvas_scopes option %q (known: keys_file, unknown_tokens, anonymous, allow_unknown_scopes, reload_interval, max_body_size, mode, log_allowed, metrics, token_signing_keys, canvas_api)", d.Val())
+			return d.Errf("unknown canvas_scopes option %q (known: keys_file, database, max_staleness, stale_policy, snapshot_file, unknown_tokens, anonymous, allow_unknown_scopes, reload_interval, max_body_size, mode, log_allowed, metrics, token_signing_keys, canvas_api)", d.Val())
 		}
 		if d.NextArg() {
 			return d.ArgErr()
 		}
 	}
-	if h.KeysFile == "" {
-		return d.Err("keys_file is required")
+	if (h.KeysFile == "") == (h.Database == "") {
+		return d.Err("exactly one of keys_file and database is required")
 	}
 	return nil
 }

@@ -38,9 +38,11 @@ func init() {
   hash-token     read a token on standard input, print its sha256 for the keys file
   validate       check a keys file; every problem with file:line
   explain        show what the gate decides for one request and token
-  scopes         list the Canvas URL scopes the gate knows`,
+  scopes         list the Canvas URL scopes the gate knows
+  token          create, revoke, list gateway tokens (keys file or database)
+  db             migrate, import, export the shared PostgreSQL store`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(hashTokenCommand(), validateCommand(), explainCommand(), scopesCommand())
+			cmd.AddCommand(hashTokenCommand(), validateCommand(), explainCommand(), scopesCommand(), tokenCommand(), dbCommand())
 		},
 	})
 }

@@ -29,8 +29,12 @@ func init() {
 // {http.canvas_scopes.scope}.
 type Handler struct {
 	// KeysFile is the path of the JSON keys file (developer keys, token
-	// hashes, clients). Required.
+	// hashes, clients). Required unless database is set.
 	KeysFile string `json:"keys_file,omitempty"`
+
+	// FleetConfig: database, max_staleness, stale_policy, snapshot_file
+	// (see fleet.go).
+	FleetConfig
 
 	// UnknownTokens says what to do with a credential that is not in the
 	// keys file: "deny" (401 Invalid access token.) or "pass" (forward it
@@ -112,8 +116,8 @@ const (
 )
 
 func (h *Handler) validateConfig() error {
-	if h.KeysFile == "" {
-		return errors.New("canvas_scopes: keys_file is required")
+	if (h.KeysFile == "") == (h.Database == "") {
+		return errors.New("canvas_scopes: exactly one of keys_file and database is required")
 	}
 	for name, v := range map[string]string{"unknown_tokens": h.UnknownTokens, "anonymous": h.Anonymous} {
 		if v != "" && v != "deny" && v != "pass" {

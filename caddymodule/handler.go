@@ -24,6 +24,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return err // one of the gate's own endpoints answered
 	}
 	defer rq.release()
+	h.refuseIfStale(&rq) // database source: stale_policy deny (fleet.go)
 	v := gate.Decide(&rq.facts, h.state(), h.decision)
 	if v.Confine {
 		v = gate.Confine(v, h.lookUpAccounts(r.Context(), &rq.facts, &v), h.decision)

@@ -292,6 +292,9 @@ func (h *Handler) serveClientEndpoint(w http.ResponseWriter, r *http.Request, pa
 				writeRevocationFull(w, err)
 				return
 			}
+			if !h.shareRevocation(w, r, &claims) {
+				return
+			}
 			h.oauthLog(zap.InfoLevel, "oauth token revoked", client.ClientID, zap.String("token_id", claims.ShortID()))
 		}
 		w.Header().Set("Cache-Control", "no-store")
@@ -524,6 +527,11 @@ func (h *Handler) serveSubstitutedTokenEndpoint(w http.ResponseWriter, r *http.R
 		}
 		w.Header().Set("Retry-After", "60")
 		writeClientError(w, http.StatusServiceUnavailable, msg)
+		return nil
+	}
+	if err := h.storeRevocation(r.Context(), &claims); err != nil { // database source: fleet.go
+		w.Header().Set("Retry-After", "5")
+		writeClientError(w, http.StatusServiceUnavailable, msgRevocationNotStored)
 		return nil
 	}
 	h.oauthLog(zap.InfoLevel, "oauth token revoked", claims.ClientID, zap.String("token_id", claims.ShortID()),

@@ -34,6 +34,38 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	// Build the shared catalogue tree now, not on the first request.
 	matcher.CatalogueSet()
+	if h.Database != "" {
+		if err := h.provisionDatabase(ctx); err != nil {
+			return err
+		}
+	} else if err := h.provisionKeysFile(); err != nil {
+		return err
+	}
+	if err := h.provisionOAuth(ctx); err != nil {
+		return err
+	}
+	if err := h.provisionConfine(ctx); err != nil {
+		return err
+	}
+	return registerMetrics(ctx.GetMetricsRegistry())
+}
+
+// Cleanup releases this config's reference to the shared key store.
+func (h *Handler) Cleanup() error {
+	h.cleanupConfine()
+	if h.fleetKey != "" {
+		return h.cleanupDatabase()
+	}
+	if h.poolKey != "" {
+		_, err := keystores.Delete(h.poolKey)
+		return err
+	}
+	return nil
+}
+
+// provisionKeysFile compiles the keys file, or joins the already-loaded
+// store for the same file.
+func (h *Handler) provisionKeysFile() error {
 	interval := defaultReloadInterval
 	if h.ReloadInterval != nil {
 		interval = time.Duration(*h.ReloadInterval)
@@ -57,22 +89,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if _, err := h.keystore.reload(false); err != nil {
 			return err
 		}
-	}
-	if err := h.provisionOAuth(ctx); err != nil {
-		return err
-	}
-	if err := h.provisionConfine(ctx); err != nil {
-		return err
-	}
-	return registerMetrics(ctx.GetMetricsRegistry())
-}
-
-// Cleanup releases this config's reference to the shared key store.
-func (h *Handler) Cleanup() error {
-	h.cleanupConfine()
-	if h.poolKey != "" {
-		_, err := keystores.Delete(h.poolKey)
-		return err
 	}
 	return nil
 }

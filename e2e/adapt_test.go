@@ -56,7 +56,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"canvas_scopes {\n\t\tunknown_tokens maybe\n\t\tkeys_file k.json\n\t}", "unknown_tokens must be deny or pass"},
 		{"canvas_scopes {\n\t\tkeys_file k.json\n\t\tcolour red\n\t}", "unknown canvas_scopes option"},
 		{"canvas_scopes {\n\t\treload_interval\n\t}", "wrong argument count"},
-		{"canvas_scopes {\n\t\tanonymous pass\n\t}", "keys_file is required"},
+		{"canvas_scopes {\n\t\tanonymous pass\n\t}", "exactly one of keys_file and database is required"},
+		{"canvas_scopes {\n\t\tkeys_file k.json\n\t\tdatabase {env.DSN}\n\t}", "exactly one of keys_file and database is required"},
+		{"canvas_scopes {\n\t\tdatabase {env.DSN}\n\t\tstale_policy maybe\n\t}", "stale_policy must be serve or deny"},
 		{"canvas_scopes {\n\t\tkeys_file k.json\n\t\tmax_body_size lots\n\t}", "max_body_size must be a size"},
 	} {
 		cfg := filepath.Join(dir, "Caddyfile")

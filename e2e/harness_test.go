@@ -192,6 +192,9 @@ type siteConfig struct {
 	Site     string // extra site directives
 	Env      []string
 	KeysJSON string
+	// Database, when set, replaces the keys_file line with
+	// "database <Database>" (fleet tests).
+	Database string
 	// UpstreamAddr is the reverse_proxy target (host:port) when no
 	// recording upstream is given, e.g. the Rails stand-in.
 	UpstreamAddr string
@@ -212,6 +215,10 @@ func startCaddy(t testing.TB, up *upstream, sc siteConfig) *instance {
 	if up != nil {
 		upAddr = strings.TrimPrefix(up.URL, "http://")
 	}
+	source := "keys_file " + in.keysPath
+	if sc.Database != "" {
+		source = "database " + sc.Database
+	}
 	caddyfile := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	skip_install_trust
@@ -220,13 +227,13 @@ func startCaddy(t testing.TB, up *upstream, sc siteConfig) *instance {
 }
 http://:%d {
 	canvas_scopes {
-		keys_file %s
+		%s
 		%s
 	}
 	%s
 	reverse_proxy %s
 }
-`, in.adminPort, sc.Global, in.httpPort, in.keysPath, sc.Gate, sc.Site, upAddr)
+`, in.adminPort, sc.Global, in.httpPort, source, sc.Gate, sc.Site, upAddr)
 	cfgPath := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)

@@ -601,6 +601,9 @@ func TestPrometheusDashboardAndAlerts(t *testing.T) {
 	}
 
 	in, up := startOpsGate(t, "")
+	// A fleet gate that cannot reach its database and serves an hour-old
+	// snapshot: the database sync panel and alert have a real subject.
+	stale := startStaleFleetGate(t, up)
 
 	// Prometheus scraping Caddy's admin /metrics every second, evaluating
 	// the alert rules every second.
@@ -615,8 +618,8 @@ scrape_configs:
   - job_name: caddy
     metrics_path: /metrics
     static_configs:
-      - targets: ["127.0.0.1:%d"]
-`, alertsPath, in.adminPort)
+      - targets: ["127.0.0.1:%d", "127.0.0.1:%d"]
+`, alertsPath, in.adminPort, stale.adminPort)
 	writeFile(t, filepath.Join(dir, "prometheus.yml"), cfg)
 	var promOut strings.Builder
 	pcmd := exec.Command(prometheus,

@@ -209,41 +209,8 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 		digest:  sha256.Sum256(content),
 	}
 	var errs ConfigErrors
-	for _, dk := range kf.DeveloperKeys {
-		k := &Key{
-			ID: dk.ID, Name: dk.Name, Scopes: dk.Scopes,
-			RequireScopes: dk.RequireScopes, AllowIncludes: dk.AllowIncludes,
-			Enabled: dk.Enabled, AllowMasquerade: dk.AllowMasquerade,
-			Hosts: dk.Hosts, Mode: dk.Mode,
-			Accounts: dk.Accounts, UnconfinedScopes: dk.UnconfinedScopes,
-		}
-		set, err := matcher.Intern(dk.Scopes)
-		if err != nil {
-			errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "scopes", Msg: err.Error()})
-		}
-		k.set = set
-		if dk.UpstreamToken != "" {
-			tok := dk.UpstreamToken
-			if opts.ResolveSecret != nil {
-				// Neither the value as written nor the resolver's error
-				// is echoed: a literal token may contain "{…}", which the
-				// resolver then reports as an unknown placeholder, token
-				// text and all. The field and file:line locate it.
-				tok, err = opts.ResolveSecret(dk.UpstreamToken)
-				if err != nil {
-					errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretUnresolved})
-				}
-			}
-			if tok == "" && err == nil {
-				errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretEmpty})
-			}
-			k.upstreamToken = tok
-		}
-		k.scopeRefs = make(map[oauth.ScopeRef]struct{}, len(k.Scopes))
-		for _, sc := range k.Scopes {
-			k.scopeRefs[oauth.RefOf(sc)] = struct{}{}
-		}
-		k.idValue = k.ID
+	for i := range kf.DeveloperKeys {
+		k := compileKey(name, &kf.DeveloperKeys[i], opts, &errs)
 		k.index = len(s.keys)
 		s.keys = append(s.keys, k)
 		s.keyByID[k.ID] = k
@@ -259,33 +226,11 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 		idText = hex.AppendEncode(idText, t.SHA256[:tokenIDLen/2])
 	}
 	ids := string(idText)
-	for i, t := range kf.Tokens {
+	for i := range kf.Tokens {
+		t := &kf.Tokens[i]
 		k := s.keyByID[t.DeveloperKey]
 		e := &entries[i]
-		*e = TokenEntry{
-			ID: ids[i*tokenIDLen : (i+1)*tokenIDLen], Key: k, Label: t.Label,
-			ExpiresAt: t.ExpiresAt, Revoked: t.Revoked,
-		}
-		e.idValue = e.ID
-		if t.Revoked {
-			e.RevokedReason = "token marked revoked"
-		}
-		if t.HasScopes {
-			e.Scopes = t.Scopes
-			set, err := matcher.Intern(t.Scopes)
-			if err != nil {
-				errs = append(errs, ConfigError{File: name, Line: t.line, Field: "scopes", Msg: err.Error()})
-			}
-			e.set = set
-			// Canvas: removing a scope from a key revokes its tokens. A
-			// token holding a scope its key no longer has is revoked.
-			if k.RequireScopes && !e.Revoked {
-				if missing := notIn(t.Scopes, k.Scopes); missing != "" {
-					e.Revoked = true
-					e.RevokedReason = fmt.Sprintf("token scope %q is no longer on developer key %q", missing, k.ID)
-				}
-			}
-		}
+		compileToken(name, e, ids[i*tokenIDLen:(i+1)*tokenIDLen], k, t, &errs)
 		k.TokenCount++
 		hashes[i] = t.SHA256
 	}
@@ -297,14 +242,86 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 				errs = append(errs, ConfigError{File: name, Line: c.line, Field: "clients.scopes", Msg: fmt.Sprintf("scope %q is not on developer key %q; a client may only hold a subset of its key's scopes", missing, k.ID)})
 			}
 		}
-		ce := &ClientEntry{ClientID: c.ClientID, SecretSHA256: c.SecretSHA256, Key: k, TokenTTL: c.TokenTTL, Scopes: c.Scopes}
-		ce.scopeRefs = oauth.RefsInOrder(ce.EffectiveScopes())
-		s.clients[c.ClientID] = ce
+		s.clients[c.ClientID] = compileClient(&c, k)
 	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return s, nil
+}
+
+// compileKey builds one Key (without its index) and records its problems.
+func compileKey(name string, dk *DeveloperKey, opts CompileOptions, errs *ConfigErrors) *Key {
+	k := &Key{
+		ID: dk.ID, Name: dk.Name, Scopes: dk.Scopes,
+		RequireScopes: dk.RequireScopes, AllowIncludes: dk.AllowIncludes,
+		Enabled: dk.Enabled, AllowMasquerade: dk.AllowMasquerade,
+		Hosts: dk.Hosts, Mode: dk.Mode,
+		Accounts: dk.Accounts, UnconfinedScopes: dk.UnconfinedScopes,
+	}
+	set, err := matcher.Intern(dk.Scopes)
+	if err != nil {
+		*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: "scopes", Msg: err.Error()})
+	}
+	k.set = set
+	if dk.UpstreamToken != "" {
+		tok := dk.UpstreamToken
+		if opts.ResolveSecret != nil {
+			// Neither the value as written nor the resolver's error
+			// is echoed: a literal token may contain "{…}", which the
+			// resolver then reports as an unknown placeholder, token
+			// text and all. The field and file:line locate it.
+			tok, err = opts.ResolveSecret(dk.UpstreamToken)
+			if err != nil {
+				*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretUnresolved})
+			}
+		}
+		if tok == "" && err == nil {
+			*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretEmpty})
+		}
+		k.upstreamToken = tok
+	}
+	k.scopeRefs = make(map[oauth.ScopeRef]struct{}, len(k.Scopes))
+	for _, sc := range k.Scopes {
+		k.scopeRefs[oauth.RefOf(sc)] = struct{}{}
+	}
+	k.idValue = k.ID
+	return k
+}
+
+// compileToken fills e for token t of key k and records its problems.
+func compileToken(name string, e *TokenEntry, id string, k *Key, t *Token, errs *ConfigErrors) {
+	*e = TokenEntry{
+		ID: id, Key: k, Label: t.Label,
+		ExpiresAt: t.ExpiresAt, Revoked: t.Revoked,
+	}
+	e.idValue = e.ID
+	if t.Revoked {
+		e.RevokedReason = "token marked revoked"
+	}
+	if t.HasScopes {
+		e.Scopes = t.Scopes
+		set, err := matcher.Intern(t.Scopes)
+		if err != nil {
+			*errs = append(*errs, ConfigError{File: name, Line: t.line, Field: "scopes", Msg: err.Error()})
+		}
+		e.set = set
+		// Canvas: removing a scope from a key revokes its tokens. A
+		// token holding a scope its key no longer has is revoked.
+		if k.RequireScopes && !e.Revoked {
+			if missing := notIn(t.Scopes, k.Scopes); missing != "" {
+				e.Revoked = true
+				e.RevokedReason = fmt.Sprintf("token scope %q is no longer on developer key %q", missing, k.ID)
+			}
+		}
+	}
+}
+
+// compileClient builds the entry of client c of key k.
+func compileClient(c *Client, k *Key) *ClientEntry {
+	ce := &ClientEntry{ClientID: c.ClientID, SecretSHA256: c.SecretSHA256, Key: k, TokenTTL: c.TokenTTL, Scopes: c.Scopes}
+	ce.scopeRefs = oauth.RefsInOrder(ce.EffectiveScopes())
+	return ce
 }
 
 func notIn(sub, super []string) string {

@@ -17,6 +17,10 @@ type tokenTable struct {
 	hashes  [][32]byte // hashes[i] is the key of entries[i]
 	entries []TokenEntry
 	count   int // distinct digests
+	// overlay holds entries changed since the table was built (see
+	// Store.Patch): a nil value is a removed token. Nil for stores
+	// compiled whole, so the file path pays one nil check.
+	overlay map[[32]byte]*TokenEntry
 }
 
 // newTokenTable indexes entries by hashes (same length). When a digest
@@ -48,6 +52,11 @@ func newTokenTable(entries []TokenEntry, hashes [][32]byte) tokenTable {
 
 // lookup returns the entry registered under h, or nil.
 func (t *tokenTable) lookup(h *[32]byte) *TokenEntry {
+	if t.overlay != nil {
+		if e, ok := t.overlay[*h]; ok {
+			return e
+		}
+	}
 	if len(t.slots) == 0 {
 		return nil
 	}
