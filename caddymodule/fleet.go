@@ -19,7 +19,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/fleet"
-	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/gate"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/oauth"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
@@ -198,17 +197,6 @@ func (h *Handler) stale(now time.Time) bool {
 	}
 	return now.Sub(h.fleetSrc.syncer.Stats().LastSync) > time.Duration(h.MaxStaleness)
 }
-
-// refuseIfStale makes the gate refuse a credentialed request with 503
-// when the store is too old to trust (see stale); the refusal goes
-// through the decision like any other (report mode forwards it).
-func (h *Handler) refuseIfStale(rq *request) {
-	if rq.facts.HasToken && rq.facts.Refusal == nil && h.stale(rq.start) {
-		rq.facts.Refusal = staleRefusal
-	}
-}
-
-var staleRefusal = &gate.Refusal{Status: http.StatusServiceUnavailable, Message: "the key store is older than max_staleness"}
 
 // storeRevocation stores an OAuth revocation in the database, so every
 // instance refuses the token; without a database it does nothing. A

@@ -24,8 +24,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return err // one of the gate's own endpoints answered
 	}
 	defer rq.release()
-	h.refuseIfStale(&rq) // database source: stale_policy deny (fleet.go)
-	v := gate.Decide(&rq.facts, h.state(), h.decision)
+	v := gate.Decide(&rq.facts, h.state(rq.start), h.decision)
 	if v.Confine {
 		v = gate.Confine(v, h.lookUpAccounts(r.Context(), &rq.facts, &v), h.decision)
 	}
@@ -55,11 +54,12 @@ func (rq *request) release() {
 }
 
 // state is the current state a decision reads.
-func (h *Handler) state() gate.State {
+func (h *Handler) state(now time.Time) gate.State {
 	var st gate.State
 	if h.keystore != nil { // nil only in tests of the read step
 		st.Store = h.keystore.current.Load()
 	}
+	st.Stale = h.stale(now) // a database source past max_staleness (fleet.go)
 	if h.oauth != nil {
 		st.Gateway = &h.oauth.Gateway
 	}

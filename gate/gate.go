@@ -133,6 +133,10 @@ type TokenDecider interface {
 type State struct {
 	Store   *policy.Store
 	Gateway TokenDecider // nil: gateway tokens are off
+	// Stale: the store is older than the operator trusts (a database
+	// source past max_staleness with stale_policy deny); credentialed
+	// requests are refused with 503 rather than decided on it.
+	Stale bool
 }
 
 // Verdict is the decision for one request.
@@ -188,6 +192,8 @@ const (
 	ReasonUnknownPass   = "token is not registered; unknown_tokens pass"
 	// MsgMethodOverrideSuffix follows the override's name in a refusal.
 	MsgMethodOverrideSuffix = " is not allowed: the gate checks the request method Canvas routes on"
+	// MsgStale refuses a credentialed request when State.Stale.
+	MsgStale = "the key store is older than max_staleness"
 	// MsgMalformedParams refuses parameters that are not a *params.Error.
 	MsgMalformedParams = "malformed request parameters"
 )
@@ -218,6 +224,9 @@ func decide(f *Facts, st State, cfg Config) Verdict {
 	}
 	if !f.HasToken {
 		return anonymous(f, cfg)
+	}
+	if st.Stale {
+		return refuse(&Refusal{Status: http.StatusServiceUnavailable, Message: MsgStale}, cfg)
 	}
 	if f.Params.MethodOverride != "" {
 		// MethodOverride names the override (a parameter or header name

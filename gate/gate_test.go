@@ -191,3 +191,17 @@ func TestConfine(t *testing.T) {
 		}
 	}
 }
+
+// A stale store refuses credentialed requests with 503 and lets the rest be.
+func TestDecideStale(t *testing.T) {
+	st := State{Store: testStore(t), Stale: true}
+	if v := Decide(facts(t, "GET", "/api/v1/courses", "tok-scoped"), st, Config{}); v.Action != Refuse || v.Status != 503 {
+		t.Errorf("credentialed: %v %d", v.Action, v.Status)
+	}
+	if v := Decide(facts(t, "GET", "/api/v1/courses", "tok-scoped"), st, Config{ReportOnly: true}); v.Action != Pass || v.Label != LabelWouldDeny {
+		t.Errorf("report mode: %v %s", v.Action, v.Label)
+	}
+	if v := Decide(facts(t, "GET", "/login", ""), st, Config{}); v.Action != Pass {
+		t.Errorf("anonymous off /api/: %v", v.Action)
+	}
+}
