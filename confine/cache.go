@@ -53,6 +53,10 @@ type Cache struct {
 	fmu     sync.Mutex
 	flights map[cacheKey]*flight
 
+	// memo holds resolve's Inside answers (memo.go); nil after a Forget
+	// or Purge until the next resolve starts a fresh table.
+	memo atomic.Pointer[memoTable]
+
 	hits, misses atomic.Uint64
 }
 
@@ -60,6 +64,13 @@ type flight struct {
 	done chan struct{}
 	obj  Object
 	err  error
+	// expires is when the answer stops being valid: its cache entry's
+	// expiry, or 0 when it was not kept (a Forget or Purge came while it
+	// was asked, so it may predate a move).
+	expires int64
+	// dropped: a Forget or Purge came while the look-up was under way;
+	// its answer is not kept and later requests do not wait for it.
+	dropped bool // guarded by Cache.fmu
 }
 
 // Defaults for the cache.
@@ -94,17 +105,18 @@ func (c *Cache) Stats() Stats {
 }
 
 // get returns the cached answer for (kind, id) or asks lk, once for all
-// concurrent callers.
-func (c *Cache) get(ctx context.Context, lk Lookup, kind Kind, id string, now time.Time) (Object, error) {
+// concurrent callers, and when the answer expires (unix nanoseconds; 0
+// when it was not kept).
+func (c *Cache) get(ctx context.Context, lk Lookup, kind Kind, id string, now time.Time) (Object, int64, error) {
 	k := cacheKey{kind, id}
 	c.mu.RLock()
 	e := c.m[k]
 	if e != nil && now.UnixNano() < e.expires {
-		obj := e.obj
+		obj, exp := e.obj, e.expires
 		e.used.Store(true)
 		c.mu.RUnlock()
 		c.hits.Add(1)
-		return obj, nil
+		return obj, exp, nil
 	}
 	c.mu.RUnlock()
 	c.misses.Add(1)
@@ -114,9 +126,9 @@ func (c *Cache) get(ctx context.Context, lk Lookup, kind Kind, id string, now ti
 		c.fmu.Unlock()
 		select {
 		case <-f.done:
-			return f.obj, f.err
+			return f.obj, f.expires, f.err
 		case <-ctx.Done():
-			return Object{}, ctx.Err()
+			return Object{}, 0, ctx.Err()
 		}
 	}
 	f := &flight{done: make(chan struct{})}
@@ -130,23 +142,37 @@ func (c *Cache) get(ctx context.Context, lk Lookup, kind Kind, id string, now ti
 		f.obj, f.err = Object{Found: false}, nil
 	}
 	if f.err == nil {
-		c.put(k, f.obj, now)
+		f.expires = c.put(k, f, now)
 	}
 	c.fmu.Lock()
-	delete(c.flights, k)
+	if c.flights[k] == f {
+		delete(c.flights, k)
+	}
 	c.fmu.Unlock()
 	close(f.done)
-	return f.obj, f.err
+	return f.obj, f.expires, f.err
 }
 
-func (c *Cache) put(k cacheKey, obj Object, now time.Time) {
+// put keeps the answer of flight f and returns its expiry, or 0 when a
+// Forget or Purge came while it was asked (it may predate a move, so it
+// is neither kept nor memoised).
+func (c *Cache) put(k cacheKey, f *flight, now time.Time) int64 {
+	obj := f.obj
 	exp := now.Add(c.TTL).UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Forget and Purge mark flights under c.mu too, so after this check
+	// no Forget can come between it and the store.
+	c.fmu.Lock()
+	dropped := f.dropped
+	c.fmu.Unlock()
+	if dropped {
+		return 0
+	}
 	if e := c.m[k]; e != nil {
 		e.obj, e.expires = obj, exp
 		e.used.Store(true)
-		return
+		return exp
 	}
 	e := &entry{key: k, obj: obj, expires: exp}
 	if len(c.ring) < c.Max {
@@ -170,10 +196,14 @@ func (c *Cache) put(k cacheKey, obj Object, now time.Time) {
 		}
 	}
 	c.m[k] = e
+	return exp
 }
 
 // Forget drops what the cache knows about an object, under the id it was
-// asked by and under its canonical id.
+// asked by and under its canonical id. It also drops every memoised answer
+// (any of them may rest on the object) and every look-up under way (one
+// may have been asked before the move and answer the old place; those
+// waiting for it get its answer, but it is not kept).
 func (c *Cache) Forget(kind Kind, id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -183,12 +213,28 @@ func (c *Cache) Forget(kind Kind, id string) {
 			delete(c.m, cacheKey{kind, e.obj.ID})
 		}
 	}
+	c.dropDerived()
 }
 
-// Purge empties the cache.
+// Purge empties the cache, the memoised answers, and drops the look-ups
+// under way as Forget does.
 func (c *Cache) Purge() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	clear(c.m)
 	c.ring, c.hand = nil, 0
-	c.mu.Unlock()
+	c.dropDerived()
+}
+
+// dropDerived drops the memo and the flights under way; c.mu is held, and
+// the entries are already gone, so a resolve that starts a new memo table
+// after this reads only what the cache holds now.
+func (c *Cache) dropDerived() {
+	c.memo.Store(nil)
+	c.fmu.Lock()
+	for k, f := range c.flights {
+		f.dropped = true
+		delete(c.flights, k)
+	}
+	c.fmu.Unlock()
 }

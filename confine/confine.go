@@ -3,6 +3,7 @@ package confine
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"time"
 
@@ -127,23 +128,36 @@ func (c *Confiner) Check(ctx context.Context, q *Request) Result {
 	if len(refs) == 0 && len(moves) == 0 {
 		return res
 	}
+	now := q.Now.UnixNano()
+	if c.Cache.memoInside(q.Roots, refs, moves, now) {
+		return res
+	}
+	// Taken before the cache is read: a Forget from here on drops this
+	// table, with whatever this request records into it.
+	memo := c.Cache.memoTable()
+	// valid is when the first of the answers used here expires.
+	valid := int64(math.MaxInt64)
 	var rootBuf [4]string
 	roots := rootBuf[:0]
 	for _, r := range q.Roots {
-		obj, err := c.get(ctx, KindAccount, r, q.Now)
+		obj, exp, err := c.get(ctx, KindAccount, r, q.Now)
 		if err != nil {
 			return Result{Outcome: Failed, Ref: Ref{Kind: KindAccount, Param: "accounts", ID: r}, Reason: "looking up one of the key's accounts failed", Err: err}
 		}
+		valid = min(valid, exp)
 		if obj.Found {
 			roots = append(roots, obj.ID)
 		}
 	}
 	for _, list := range [2][]Ref{refs, moves} {
 		for _, ref := range list {
-			out := c.resolve(ctx, ref, roots, q.Now)
+			out, exp := c.resolve(ctx, ref, roots, q.Now)
 			if out.Outcome != Inside {
 				out.Moves = res.Moves
 				return out
+			}
+			if exp = min(valid, exp); exp > now {
+				memo.put(q.Roots, ref.Kind, ref.ID, exp, c.Cache.Max)
 			}
 		}
 	}
@@ -154,16 +168,20 @@ func (c *Confiner) Check(ctx context.Context, q *Request) Result {
 // a longer chain is a loop or an error and fails closed).
 const maxDepth = 32
 
-func (c *Confiner) resolve(ctx context.Context, ref Ref, roots []string, now time.Time) Result {
+// resolve walks ref's chain up to one of roots; with an Inside answer it
+// returns when the first cache entry it rested on expires.
+func (c *Confiner) resolve(ctx context.Context, ref Ref, roots []string, now time.Time) (Result, int64) {
 	kind, id := ref.Kind, ref.ID
 	account := ""
+	valid := int64(math.MaxInt64)
 	for depth := 0; depth < maxDepth; depth++ {
-		obj, err := c.get(ctx, kind, id, now)
+		obj, exp, err := c.get(ctx, kind, id, now)
+		valid = min(valid, exp)
 		if err != nil {
-			return Result{Outcome: Failed, Ref: ref, Reason: "looking up a " + kind.String() + " failed", Err: err}
+			return Result{Outcome: Failed, Ref: ref, Reason: "looking up a " + kind.String() + " failed", Err: err}, 0
 		}
 		if !obj.Found {
-			return Result{Outcome: Outside, Ref: ref, Account: account, Reason: "Canvas says the " + kind.String() + " does not exist"}
+			return Result{Outcome: Outside, Ref: ref, Account: account, Reason: "Canvas says the " + kind.String() + " does not exist"}, 0
 		}
 		if kind == KindAccount {
 			if account == "" {
@@ -171,22 +189,22 @@ func (c *Confiner) resolve(ctx context.Context, ref Ref, roots []string, now tim
 			}
 			for _, r := range roots {
 				if r == obj.ID {
-					return Result{Outcome: Inside}
+					return Result{Outcome: Inside}, valid
 				}
 			}
 			if obj.Parent == "" {
-				return Result{Outcome: Outside, Ref: ref, Account: account, Reason: "the " + ref.Kind.String() + " is outside the key's accounts"}
+				return Result{Outcome: Outside, Ref: ref, Account: account, Reason: "the " + ref.Kind.String() + " is outside the key's accounts"}, 0
 			}
 		}
 		kind, id = obj.ParentKind, obj.Parent
 		if kind == KindNone || id == "" {
-			return Result{Outcome: Failed, Ref: ref, Reason: "Canvas named no context for the " + ref.Kind.String(), Err: errors.New("no context in look-up answer")}
+			return Result{Outcome: Failed, Ref: ref, Reason: "Canvas named no context for the " + ref.Kind.String(), Err: errors.New("no context in look-up answer")}, 0
 		}
 	}
-	return Result{Outcome: Failed, Ref: ref, Reason: "the account chain is too deep", Err: errors.New("account chain too deep")}
+	return Result{Outcome: Failed, Ref: ref, Reason: "the account chain is too deep", Err: errors.New("account chain too deep")}, 0
 }
 
-func (c *Confiner) get(ctx context.Context, kind Kind, id string, now time.Time) (Object, error) {
+func (c *Confiner) get(ctx context.Context, kind Kind, id string, now time.Time) (Object, int64, error) {
 	if c.OnLookup == nil {
 		return c.Cache.get(ctx, c.Lookup, kind, id, now)
 	}

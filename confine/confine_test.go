@@ -150,10 +150,12 @@ func TestCheckContexts(t *testing.T) {
 		{"url:POST|/api/v1/courses/:course_id/course_copy", "/api/v1/courses/10/course_copy", map[string]string{"source_course": "12.json"}, Outside},
 		{"url:GET|/api/v1/users/:id", "/api/v1/users/5", nil, Outside}, // no context, not unconfined
 	}
-	for _, tc := range cases {
-		got := check(c, tc.scope, tc.path, tc.params)
-		if got.Outcome != tc.want {
-			t.Errorf("%s %v: %v (%s), want %v", tc.path, tc.params, got.Outcome, got.Reason, tc.want)
+	for pass := range 2 { // the second pass answers from the cache and the memo
+		for _, tc := range cases {
+			got := check(c, tc.scope, tc.path, tc.params)
+			if got.Outcome != tc.want {
+				t.Errorf("pass %d: %s %v: %v (%s), want %v", pass, tc.path, tc.params, got.Outcome, got.Reason, tc.want)
+			}
 		}
 	}
 	got := c.Check(context.Background(), &Request{Scope: "url:GET|/api/v1/users/:id", Unconfined: true, Path: "/api/v1/users/5", Roots: eng, Now: time.Now()})
@@ -273,6 +275,10 @@ func FuzzConfinement(f *testing.F) {
 		}
 		c := New(m, 0, 0)
 		got := check(c, scope, path, body)
+		// Asked again: the answer from the cache and the memo must agree.
+		if again := check(c, scope, path, body); again.Outcome != got.Outcome {
+			t.Fatalf("%s %s %v: %v, then %v", scope, path, body, got.Outcome, again.Outcome)
+		}
 		route := c.RouteOf(scope)
 		want := route.Confinable()
 		var refs []Ref

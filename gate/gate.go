@@ -297,7 +297,10 @@ func Confine(v Verdict, res confine.Result, cfg Config) Verdict {
 		v.Moves = res.Moves || confine.MovesObjects(v.Policy.Scope)
 		return v
 	}
-	v.Confinement, v.Reason = &res, res.Reason
+	// A copy taken here, so that only this path allocates it (taking the
+	// parameter's address would move it to the heap on every call).
+	kept := res
+	v.Confinement, v.Reason = &kept, res.Reason
 	v.Enforced = LabelOutsideAccounts
 	if res.Outcome == confine.Failed {
 		v.Enforced = LabelLookupFailed
