@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"slices"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,15 +28,11 @@ type counterSnapshot struct {
 	byKey []decisionCounters
 }
 
-// cachedDecisions are the decisions with a cache slot: all of them.
-var cachedDecisions = gate.Labels
+type decisionCounters [gate.NumLabels]atomic.Pointer[prometheus.Counter]
 
-type decisionCounters [len(cachedDecisions)]atomic.Pointer[prometheus.Counter]
-
-func (h *Handler) requestCounter(k *policy.Key, decision string) prometheus.Counter {
-	i := slices.Index(cachedDecisions[:], decision)
-	if h.counters == nil || h.keystore == nil || i < 0 {
-		return requestsTotal.WithLabelValues(h.keyLabel(k), decision)
+func (h *Handler) requestCounter(k *policy.Key, decision gate.Label) prometheus.Counter {
+	if h.counters == nil || h.keystore == nil {
+		return requestsTotal.WithLabelValues(h.keyLabel(k), decision.String())
 	}
 	if !h.perKey {
 		k = nil // one label value for every key
@@ -53,21 +48,21 @@ func (h *Handler) requestCounter(k *policy.Key, decision string) prometheus.Coun
 		}
 	}
 	if snap.store != store {
-		return requestsTotal.WithLabelValues(h.keyLabel(k), decision) // a reload is under way
+		return requestsTotal.WithLabelValues(h.keyLabel(k), decision.String()) // a reload is under way
 	}
 	j := len(snap.byKey) - 1
 	if k != nil {
 		if keys := store.Keys(); k.Index() >= len(keys) || keys[k.Index()] != k {
 			// A key of an earlier store: a reload raced this request.
-			return requestsTotal.WithLabelValues(h.keyLabel(k), decision)
+			return requestsTotal.WithLabelValues(h.keyLabel(k), decision.String())
 		}
 		j = k.Index()
 	}
-	slot := &snap.byKey[j][i]
+	slot := &snap.byKey[j][decision]
 	if c := slot.Load(); c != nil {
 		return *c
 	}
-	c := requestsTotal.WithLabelValues(h.keyLabel(k), decision)
+	c := requestsTotal.WithLabelValues(h.keyLabel(k), decision.String())
 	slot.Store(&c)
 	return c
 }

@@ -41,9 +41,9 @@ func TestRequestCounterFollowsKeysAcrossReloads(t *testing.T) {
 
 	want := func(k *policy.Key, label string) {
 		t.Helper()
-		for _, dec := range []string{gate.LabelAllowed, gate.LabelInsufficient} {
+		for _, dec := range []gate.Label{gate.LabelAllowed, gate.LabelInsufficient} {
 			for range 2 { // the first call fills the cache, the second reads it
-				if got := h.requestCounter(k, dec); got != requestsTotal.WithLabelValues(label, dec) {
+				if got := h.requestCounter(k, dec); got != requestsTotal.WithLabelValues(label, dec.String()) {
 					t.Fatalf("requestCounter(%s, %s) is not the %q series", label, dec, label)
 				}
 			}

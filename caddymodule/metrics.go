@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/gate"
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
 
@@ -14,7 +15,7 @@ import (
 // registration is not a panic (registerMetrics tolerates AlreadyRegisteredError).
 //
 // Label values are bounded: developer_key is a key id from a keys file or
-// "unknown", decision is one of gate.Labels, result is success or
+// "unknown", decision is a gate.Label, result is success or
 // error, keys_file is a configured file. No label ever holds a request
 // path, a token or a token id.
 var (
@@ -152,7 +153,7 @@ func (h *Handler) keyLabel(k *policy.Key) string {
 	return k.ID
 }
 
-func (h *Handler) count(k *policy.Key, decision string, start time.Time) {
+func (h *Handler) count(k *policy.Key, decision gate.Label, start time.Time) {
 	h.requestCounter(k, decision).Inc()
 	if !start.IsZero() {
 		decisionSeconds.Observe(time.Since(start).Seconds())

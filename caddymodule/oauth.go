@@ -488,7 +488,7 @@ func (h *Handler) serveSubstitutedTokenEndpoint(w http.ResponseWriter, r *http.R
 		if ce := h.logger.Check(zap.InfoLevel, "request refused"); ce != nil {
 			ce.Write(zap.String("developer_key", key.ID), zap.String("token_id", d.Token.ID),
 				zap.String("method", r.Method), zap.Int("status", status),
-				zap.String("decision", gate.LabelBadRequest), zap.String("reason", reason))
+				zap.Stringer("decision", gate.LabelBadRequest), zap.String("reason", reason))
 		}
 		write()
 		return nil

@@ -51,6 +51,7 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request, rq *request) (ans
 	insp, err := params.Inspect(params.Request{
 		Method: r.Method, Header: r.Header, RawQuery: r.URL.RawQuery,
 		ContentType: headers.contentType, Body: body,
+		CanonicalNames: true, // hardenRequest dropped every name with '_' or '.'
 	}, h.limits)
 	if err != nil {
 		f.Refusal = gate.ParamsRefusal(err)

@@ -53,7 +53,7 @@ func (h *Handler) record(r *http.Request, rq *request, v *gate.Verdict) {
 	} else {
 		fields = append(fields, zap.String("path", f.Path))
 	}
-	fields = append(fields, zap.String("decision", v.Enforced), zap.String("reason", v.Reason))
+	fields = append(fields, zap.Stringer("decision", v.Enforced), zap.String("reason", v.Reason))
 	if s := v.Policy.Scope; s != "" {
 		fields = append(fields, zap.String("scope", s))
 	}
@@ -119,7 +119,7 @@ func setPlaceholders(r *http.Request, v *gate.Verdict) {
 
 // setDecisionPlaceholder overrides the decision placeholder, for an
 // endpoint that records its own outcome.
-func setDecisionPlaceholder(r *http.Request, label string) {
+func setDecisionPlaceholder(r *http.Request, label gate.Label) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.canvas_scopes.decision", labelValue(label))
 	}
@@ -128,21 +128,15 @@ func setDecisionPlaceholder(r *http.Request, label string) {
 // emptyValue is "" boxed once.
 var emptyValue any = ""
 
-// labelValues are the decision labels, boxed once.
-var labelValues = func() map[string]any {
-	m := make(map[string]any, len(gate.Labels))
-	for _, l := range gate.Labels {
-		m[l] = l
+// labelValues are the decision labels' names, boxed once.
+var labelValues = func() (v [gate.NumLabels]any) {
+	for l := range gate.NumLabels {
+		v[l] = l.String()
 	}
-	return m
+	return v
 }()
 
-func labelValue(label string) any {
-	if v, ok := labelValues[label]; ok {
-		return v
-	}
-	return label
-}
+func labelValue(label gate.Label) any { return labelValues[label] }
 
 // scopeValues are the catalogue scopes (what Set.Match returns for them),
 // boxed once.

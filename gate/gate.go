@@ -18,28 +18,36 @@ import (
 	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
 
-// Decision labels: one vocabulary for the {http.canvas_scopes.decision}
-// placeholder, the requests_total metric, log lines and explain.
+// Label is a decision label: one vocabulary for the
+// {http.canvas_scopes.decision} placeholder, the requests_total metric,
+// log lines and explain. It is a small number so that recording a
+// decision indexes arrays instead of hashing strings.
+type Label uint8
+
 const (
-	LabelAllowed      = "allowed"
-	LabelInsufficient = "insufficient_scope"
-	LabelInvalid      = "invalid_token"
-	LabelExpired      = "expired"
-	LabelRevoked      = "revoked"
-	LabelNoCredential = "no_credential"
-	LabelBadRequest   = "bad_request"
-	LabelWouldDeny    = "would_deny"
-	LabelPassthrough  = "passthrough"
+	LabelAllowed Label = iota
+	LabelInsufficient
+	LabelInvalid
+	LabelExpired
+	LabelRevoked
+	LabelNoCredential
+	LabelBadRequest
+	LabelWouldDeny
+	LabelPassthrough
 	// LabelOutsideAccounts: a confined key's request touches an object
 	// outside its accounts (or one Canvas says does not exist).
-	LabelOutsideAccounts = "outside_accounts"
+	LabelOutsideAccounts
 	// LabelLookupFailed: the confinement could not ask Canvas.
-	LabelLookupFailed = "lookup_failed"
+	LabelLookupFailed
+	// NumLabels is the number of labels.
+	NumLabels
 )
 
-// Labels lists every decision label, for metrics that pre-create series.
-var Labels = [...]string{LabelAllowed, LabelInsufficient, LabelInvalid, LabelExpired, LabelRevoked,
-	LabelNoCredential, LabelBadRequest, LabelWouldDeny, LabelPassthrough, LabelOutsideAccounts, LabelLookupFailed}
+var labelNames = [NumLabels]string{"allowed", "insufficient_scope", "invalid_token", "expired", "revoked",
+	"no_credential", "bad_request", "would_deny", "passthrough", "outside_accounts", "lookup_failed"}
+
+// String is the label's name, as metrics, logs and placeholders show it.
+func (l Label) String() string { return labelNames[l] }
 
 // Action is what the shell does with a request.
 type Action uint8
@@ -144,10 +152,10 @@ type Verdict struct {
 	Action Action
 	// Label is the decision label (would_deny when report mode let a
 	// denial or refusal through).
-	Label string
+	Label Label
 	// Enforced is the label enforce mode gives: Label, except for
 	// would_deny, where it names what was not enforced.
-	Enforced string
+	Enforced Label
 	// Status and Message answer a refusal.
 	Status  int
 	Message string
@@ -199,8 +207,10 @@ const (
 )
 
 // Decide is the gate's decision. It never touches the request.
-func Decide(f *Facts, st State, cfg Config) Verdict {
-	v := decide(f, st, cfg)
+func Decide(f *Facts, st State, cfg Config) (v Verdict) {
+	// decide fills v in place: a Verdict is a few hundred bytes, and
+	// returning it through each step copied it on the hot path.
+	decide(f, st, cfg, &v)
 	if v.Action == Forward {
 		rw, err := f.Params.Rewrite(params.RewriteOptions{FilterIncludes: v.FilterIncludes, StripCredentials: v.Upstream != ""})
 		if err != nil {
@@ -214,24 +224,29 @@ func Decide(f *Facts, st State, cfg Config) Verdict {
 	return v
 }
 
-func decide(f *Facts, st State, cfg Config) Verdict {
+func decide(f *Facts, st State, cfg Config, v *Verdict) {
 	if f.Refusal != nil {
 		if f.Refusal.Streamable {
-			return Verdict{Action: Pass, Label: LabelPassthrough, Enforced: LabelPassthrough, Unrecorded: true,
+			*v = Verdict{Action: Pass, Label: LabelPassthrough, Enforced: LabelPassthrough, Unrecorded: true,
 				Reason: "body over the inspection limit on a path where Canvas reads no credential from it"}
+			return
 		}
-		return refuse(f.Refusal, cfg)
+		*v = refuse(f.Refusal, cfg)
+		return
 	}
 	if !f.HasToken {
-		return anonymous(f, cfg)
+		*v = anonymous(f, cfg)
+		return
 	}
 	if st.Stale {
-		return refuse(&Refusal{Status: http.StatusServiceUnavailable, Message: MsgStale}, cfg)
+		*v = refuse(&Refusal{Status: http.StatusServiceUnavailable, Message: MsgStale}, cfg)
+		return
 	}
 	if f.Params.MethodOverride != "" {
 		// MethodOverride names the override (a parameter or header name
 		// from a fixed list), never a request value.
-		return refuse(&Refusal{Status: http.StatusBadRequest, Message: f.Params.MethodOverride + MsgMethodOverrideSuffix}, cfg)
+		*v = refuse(&Refusal{Status: http.StatusBadRequest, Message: f.Params.MethodOverride + MsgMethodOverrideSuffix}, cfg)
+		return
 	}
 
 	req := policy.Request{Method: f.Method, Path: f.Path, Host: f.Host, Masquerade: f.Params.Masquerade, Now: f.Now}
@@ -243,7 +258,7 @@ func decide(f *Facts, st State, cfg Config) Verdict {
 	if !gateway {
 		d = st.Store.DecideHash(f.TokenHash, req)
 	}
-	v := Verdict{Policy: d, Reason: d.Reason}
+	v.Policy, v.Reason = d, d.Reason
 	if d.Token != nil {
 		v.TokenID = d.Token.ID
 	} else {
@@ -255,7 +270,7 @@ func decide(f *Facts, st State, cfg Config) Verdict {
 		// what a scoped token would have been matched on.
 		v.Action, v.Label, v.Enforced, v.CanonicalPath = Pass, LabelPassthrough, LabelPassthrough, true
 		v.Reason = ReasonUnknownPass
-		return v
+		return
 	}
 	key := d.Key()
 	report := cfg.ReportOnly || (key != nil && key.Mode == policy.ModeReport)
@@ -269,22 +284,22 @@ func decide(f *Facts, st State, cfg Config) Verdict {
 		// of the key). The gate answers for the client's own credential,
 		// after the policy, in report mode too.
 		v.Action, v.Label, v.Upstream = AnswerTokenEndpoint, v.Enforced, ""
-		return v
+		return
 	}
 	if d.Outcome != policy.Allowed {
 		if !report {
 			v.Action, v.Label, v.Upstream = Deny, v.Enforced, ""
-			return v
+			return
 		}
 		// Report mode forwards what enforce would deny, unfiltered, but
 		// still with the key's credential and canonical path.
 		v.Action, v.Label, v.CanonicalPath = Forward, LabelWouldDeny, true
-		return v
+		return
 	}
 	v.Action, v.Label, v.CanonicalPath = Forward, LabelAllowed, true
 	v.FilterIncludes = key.RequireScopes && !key.AllowIncludes && !report
 	v.Confine = key.Confined()
-	return v
+	return
 }
 
 // Confine applies the confinement step's answer to a verdict that asked for
@@ -355,7 +370,7 @@ func ParamsRefusal(err error) *Refusal {
 func IsAPIPath(p string) bool { return len(p) >= 5 && p[:5] == "/api/" }
 
 // OutcomeLabel is the decision label of a policy outcome when enforced.
-func OutcomeLabel(o policy.Outcome) string {
+func OutcomeLabel(o policy.Outcome) Label {
 	switch o {
 	case policy.Allowed:
 		return LabelAllowed

@@ -67,8 +67,8 @@ func TestDecide(t *testing.T) {
 	st := State{Store: testStore(t)}
 	type want struct {
 		action   Action
-		label    string
-		enforced string
+		label    Label
+		enforced Label
 		canon    bool
 		filter   bool
 		upstream string
@@ -174,8 +174,8 @@ func TestConfine(t *testing.T) {
 		res      confine.Result
 		cfg      Config
 		action   Action
-		label    string
-		enforced string
+		label    Label
+		enforced Label
 	}{
 		{"inside", confine.Result{Outcome: confine.Inside}, Config{}, Forward, LabelAllowed, LabelAllowed},
 		{"outside", confine.Result{Outcome: confine.Outside, Reason: "r"}, Config{}, Deny, LabelOutsideAccounts, LabelOutsideAccounts},

@@ -167,6 +167,9 @@ func Inspect(req Request, lim Limits) (*Inspection, error) {
 // non-canonical spellings, including '_' for '-', which Rack maps to the
 // same env key.
 func overrideHeader(req Request) string {
+	if req.CanonicalNames {
+		return overrideHeaderByKey(req.Header)
+	}
 	// One pass over the names. best is the index of the first override
 	// header present, in overrideHeaders' order.
 	best := len(overrideHeaders)

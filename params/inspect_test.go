@@ -343,5 +343,9 @@ func TestOverrideHeaderEveryNameSet(t *testing.T) {
 		if got := overrideHeader(Request{Header: h}); got != want {
 			t.Fatalf("headers %v: found %q, want %q", h, got, want)
 		}
+		// The look-up by key (canonical names promised) finds the same.
+		if got := overrideHeader(Request{Header: h, CanonicalNames: true}); got != want {
+			t.Fatalf("headers %v, canonical names: found %q, want %q", h, got, want)
+		}
 	}
 }

@@ -267,4 +267,10 @@ type Request struct {
 	RawQuery    string      // r.URL.RawQuery as received
 	ContentType string
 	Body        []byte // the buffered body when BodyKindOf says Form/Multipart/JSON; nil otherwise
+	// CanonicalNames promises that every name in Header is in Go's
+	// canonical form and none has '_' or '.' (net/http's server
+	// canonicalises names, and the gate's hardening drops the others), so
+	// the override headers can be found by key (override_keys.go). Leave
+	// it false when unsure: Inspect then looks at every name.
+	CanonicalNames bool
 }
