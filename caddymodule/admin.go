@@ -19,6 +19,7 @@ func init() {
 //
 //	POST /canvas_scopes/reload  re-read every keys file now
 //	GET  /canvas_scopes/keys    list developer keys (no hashes, no secrets)
+//	GET  /canvas_scopes/keys/<id>/usage  scopes the key used and needed (usage.go)
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -34,6 +35,7 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/canvas_scopes/reload", Handler: caddy.AdminHandlerFunc(handleReload)},
 		{Pattern: "/canvas_scopes/keys", Handler: caddy.AdminHandlerFunc(handleKeys)},
+		{Pattern: usagePathPrefix, Handler: caddy.AdminHandlerFunc(handleKeyUsage)},
 		{Pattern: "/canvas_scopes/lookup_cache/purge", Handler: caddy.AdminHandlerFunc(handleLookupCachePurge)},
 	}
 }
