@@ -96,8 +96,8 @@ func TestUsageCountsAcrossReloadAndAdminAPI(t *testing.T) {
 
 	got := keyUsage.Key(id)
 	want := map[string][2]uint64{
-		"url:GET|/api/v1/courses":                        {workers*each + 1, 0},
-		"url:GET|/api/v1/users/:user_id/profile":         {0, workers * each},
+		"url:GET|/api/v1/courses":                         {workers*each + 1, 0},
+		"url:GET|/api/v1/users/:user_id/profile":          {0, workers * each},
 		"url:POST|/api/v1/courses/:course_id/assignments": {0, 1},
 	}
 	if len(got) != len(want) {
