@@ -40,7 +40,7 @@ func init() {
   explain        show what the gate decides for one request and token
   scopes         list the Canvas URL scopes the gate knows`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(hashTokenCommand(), validateCommand(), explainCommand(), scopesCommand())
+			cmd.AddCommand(hashTokenCommand(), validateCommand(), explainCommand(), scopesCommand(), suggestCommand())
 		},
 	})
 }
