@@ -42,7 +42,7 @@ func TestSuggestFromReportModeLogThenEnforce(t *testing.T) {
 	in := startCaddy(t, up, siteConfig{
 		// The process's default log, as JSON into a file: the gate's
 		// decision lines among Caddy's own.
-		Global:   fmt.Sprintf("log {\n\t\toutput file %s\n\t\tformat json\n\t}", logPath),
+		Global: fmt.Sprintf("log {\n\t\toutput file %s\n\t\tformat json\n\t}", logPath),
 		// Report mode with no scopes: every request is logged with
 		// the scope it needed.
 		KeysJSON: keys("report", []string{}),
