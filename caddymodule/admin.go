@@ -81,6 +81,8 @@ type keyInfo struct {
 	ScopeCount int    `json:"scope_count"`
 	TokenCount int    `json:"token_count"`
 	LoadedAt   string `json:"loaded_at"`
+	// ScopeSets are the named sets the key's scopes used, expanded.
+	ScopeSets map[string][]string `json:"scope_sets,omitempty"`
 }
 
 func handleKeys(w http.ResponseWriter, r *http.Request) error {
@@ -99,7 +101,7 @@ func handleKeys(w http.ResponseWriter, r *http.Request) error {
 			out = append(out, keyInfo{
 				KeysFile: ks.path, ID: k.ID, Name: k.Name, Mode: k.Mode.String(),
 				Enabled: k.Enabled, Scoped: k.RequireScopes, Substitute: sub,
-				ScopeCount: len(k.Scopes), TokenCount: k.TokenCount, LoadedAt: loaded,
+				ScopeCount: len(k.Scopes), TokenCount: k.TokenCount, LoadedAt: loaded, ScopeSets: k.ScopeSets,
 			})
 		}
 	})

@@ -264,6 +264,9 @@ func runExplain(o explainOptions, stdout, stderr io.Writer) int {
 			name = fmt.Sprintf(" (%s)", e.Key.Name)
 		}
 		field("developer key", "%s%s, mode %s", e.Key.ID, name, e.Key.Mode)
+		if sets := describeScopeSets(e.Key); sets != "" {
+			field("scope sets", "%s", sets)
+		}
 	} else if v.Action != gate.Refuse {
 		field("token", "%s (not in the keys file)", v.TokenID)
 	}
@@ -302,7 +305,7 @@ func runExplain(o explainOptions, stdout, stderr io.Writer) int {
 		field("decision", "%s", v.Label)
 		field("reason", "%s", nonEmpty(v.Reason, "a scope matches"))
 		if v.Policy.Scope != "" {
-			field("matched scope", "%s", v.Policy.Scope)
+			field("matched scope", "%s%s", v.Policy.Scope, scopeFromSets(v.Key(), v.Policy.Scope))
 		}
 	}
 	key := v.Key()

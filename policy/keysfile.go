@@ -22,6 +22,8 @@ type KeysFile struct {
 	DeveloperKeys []DeveloperKey
 	Tokens        []Token
 	Clients       []Client
+	// ScopeSets are the named scope sets, expanded (see scopesets.go).
+	ScopeSets map[string][]string
 }
 
 // DeveloperKey mirrors a Canvas developer key: the scopes its tokens may
@@ -48,7 +50,10 @@ type DeveloperKey struct {
 	// UnconfinedScopes are scopes of the key let through without
 	// confinement (see package confine).
 	UnconfinedScopes []string
-	line             int
+	// ScopeSets are the sets Scopes named ("@name"), with their scopes;
+	// Scopes holds them expanded.
+	ScopeSets map[string][]string
+	line      int
 }
 
 // Token registers one gateway token by the SHA-256 of its full text.
@@ -145,6 +150,13 @@ type parser struct {
 	lists jsontree.Slab[string]
 	list  []string
 	text  []byte // current text block of keep
+	// sets are the resolved scope sets (scopesets.go); setNodes their
+	// members in the file, setNames their sorted names, and usedSets
+	// collects the sets one key names.
+	sets     map[string][]string
+	setNodes map[string]*jsontree.Member
+	setNames []string
+	usedSets map[string]bool
 }
 
 // line is the 1-based line of byte offset off. Every entry records its line,
@@ -232,6 +244,7 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 	// Each token has one "sha256" jsontree.Member (clients have "secret_sha256"):
 	// counting them sizes the list once instead of growing it ~17 times.
 	kf := &KeysFile{Tokens: make([]Token, 0, bytes.Count(data, []byte(`"sha256"`)))}
+	p.readScopeSets(data)
 	// The three lists are streamed: each entry is checked as soon as it is
 	// read, so the tree of a large file is never in memory at once.
 	root, err := jsontree.Parse(data, func(list string, i int, n *jsontree.Node) {
@@ -261,10 +274,13 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 		case "developer_keys", "tokens", "clients":
 			p.array(m.Value, top(m.Name), func(int, *jsontree.Node) {})
 			return true
+		case "scope_sets":
+			return true // read by readScopeSets
 		}
 		return false
 	})
 	p.crossCheck(kf)
+	kf.ScopeSets = p.sets
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
 		return nil, p.errs
@@ -275,7 +291,7 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 // The fields each object may have, sorted: the suggestion when a field is
 // unknown.
 var (
-	topFields    = []string{"clients", "developer_keys", "tokens"}
+	topFields    = []string{"clients", "developer_keys", "scope_sets", "tokens"}
 	keyFields    = []string{"accounts", "allow_includes", "allow_masquerade", AllowMintingField, "enabled", "hosts", "id", "mode", "name", "require_scopes", "scopes", "unconfined_scopes", "upstream_token"}
 	tokenFields  = []string{"developer_key", "expires_at", "label", "revoked", "scopes", "sha256"}
 	clientFields = []string{"client_id", "developer_key", "scopes", "secret_sha256", "token_ttl"}
@@ -412,6 +428,11 @@ func (p *parser) developerKey(n *jsontree.Node, at path) DeveloperKey {
 		case "scopes":
 			hasScopes = true
 			scopesMember = m
+			p.usedSets = map[string]bool{}
+			m.Value = p.expandSets(v, f, nil)
+			v = m.Value
+			k.ScopeSets = p.keyScopeSets()
+			p.usedSets = nil
 			k.Scopes = p.scopes(v, f)
 			scopesNode = v
 		case "accounts":
@@ -419,7 +440,8 @@ func (p *parser) developerKey(n *jsontree.Node, at path) DeveloperKey {
 			k.Accounts = p.strings(v, f)
 		case "unconfined_scopes":
 			unconfinedNode = m
-			k.UnconfinedScopes = p.strings(v, f)
+			m.Value = p.expandSets(v, f, nil)
+			k.UnconfinedScopes = p.strings(m.Value, f)
 		case "require_scopes":
 			k.RequireScopes = p.boolean(v, f)
 			requireNode = v
@@ -523,7 +545,7 @@ func (p *parser) token(n *jsontree.Node, at path) Token {
 			t.Label = p.keep(p.str(v, f))
 		case "scopes":
 			t.HasScopes = true
-			t.Scopes = p.scopes(v, f)
+			t.Scopes = p.scopes(p.expandSets(v, f, nil), f)
 		case "expires_at":
 			s := p.str(v, f)
 			ts, err := time.Parse(time.RFC3339, s)
@@ -568,7 +590,7 @@ func (p *parser) client(n *jsontree.Node, at path) Client {
 			}
 			c.TokenTTL = d
 		case "scopes":
-			c.Scopes = p.scopes(v, f)
+			c.Scopes = p.scopes(p.expandSets(v, f, nil), f)
 		default:
 			return false
 		}
