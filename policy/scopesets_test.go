@@ -81,7 +81,7 @@ func TestScopeSetErrors(t *testing.T) {
  {"id": "k", "upstream_token": "x", "scopes": ["@m"]}],
 "scope_sets": {"m": ["url:POST|/api/v1/users/:user_id/tokens"]}}`,
 			[]string{"keys.json:2: developer_keys[0].scopes[0]", "mints a credential"}},
-		"bad name": {`{"scope_sets": {"a b": []}}`, []string{"scope set's name"}},
+		"bad name":      {`{"scope_sets": {"a b": []}}`, []string{"scope set's name"}},
 		"not an object": {`{"scope_sets": []}`, []string{"scope_sets: must be an object"}},
 	} {
 		t.Run(name, func(t *testing.T) {
