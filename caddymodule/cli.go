@@ -38,7 +38,8 @@ func init() {
   hash-token     read a token on standard input, print its sha256 for the keys file
   validate       check a keys file; every problem with file:line
   explain        show what the gate decides for one request and token
-  scopes         list the Canvas URL scopes the gate knows`,
+  scopes         list the Canvas URL scopes the gate knows
+  suggest        each developer key's scopes from Caddy's JSON logs`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(hashTokenCommand(), validateCommand(), explainCommand(), scopesCommand(), suggestCommand())
 		},
