@@ -39,9 +39,11 @@ func init() {
   validate       check a keys file; every problem with file:line
   explain        show what the gate decides for one request and token
   scopes         list the Canvas URL scopes the gate knows
-  suggest        each developer key's scopes from Caddy's JSON logs`,
+  suggest        each developer key's scopes from Caddy's JSON logs
+  catalogue      fetch the scope catalogue of a live Canvas; diff it with the embedded one
+  import         print developer_keys for the API keys of a live Canvas`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(hashTokenCommand(), validateCommand(), explainCommand(), scopesCommand(), suggestCommand())
+			cmd.AddCommand(hashTokenCommand(), validateCommand(), explainCommand(), scopesCommand(), suggestCommand(), catalogueCommand(), importCommand())
 		},
 	})
 }
