@@ -129,6 +129,15 @@ func readCatalogueFile(path string) ([]string, error) {
 	return slices.Compact(list), nil
 }
 
+// loadCatalogueFile reads a catalogue file for validation.
+func loadCatalogueFile(path string) (*matcher.FileCatalogue, error) {
+	list, err := readCatalogueFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return matcher.NewFileCatalogue(list)
+}
+
 func runCatalogueDiff(path string, stdout, stderr io.Writer) int {
 	fresh, err := readCatalogueFile(path)
 	if err != nil {

@@ -127,6 +127,9 @@ type ParseOptions struct {
 	// AllowUnknownScopes accepts well-formed scopes that are missing from
 	// the embedded Canvas catalogue (newer Canvas versions, plugins).
 	AllowUnknownScopes bool
+	// Catalogue, when set, replaces the embedded catalogue for
+	// validation (the catalogue_file directive).
+	Catalogue *matcher.FileCatalogue
 }
 
 // DefaultClientTokenTTL is used when a client has no token_ttl.
@@ -378,7 +381,7 @@ func (p *parser) scopes(n *jsontree.Node, at path) []string {
 		if p.validScopes[s] {
 			continue
 		}
-		if prob := matcher.CheckScope(s, p.opts.AllowUnknownScopes); prob != nil {
+		if prob := p.checkScope(s); prob != nil {
 			msg := prob.Message()
 			if errors.Is(prob.Err, matcher.ErrNotInCatalogue) {
 				msg += " (allow_unknown_scopes accepts scopes from newer Canvas versions or plugins)"
@@ -393,6 +396,13 @@ func (p *parser) scopes(n *jsontree.Node, at path) []string {
 		p.validScopes[s] = true
 	}
 	return list
+}
+
+func (p *parser) checkScope(s string) *matcher.ScopeProblem {
+	if p.opts.Catalogue != nil {
+		return p.opts.Catalogue.CheckScope(s, p.opts.AllowUnknownScopes)
+	}
+	return matcher.CheckScope(s, p.opts.AllowUnknownScopes)
 }
 
 func (p *parser) sha256(n *jsontree.Node, at path) [32]byte {
