@@ -19,6 +19,7 @@ func init() {
 //
 //	POST /canvas_scopes/reload  re-read every keys file now
 //	GET  /canvas_scopes/keys    list developer keys (no hashes, no secrets)
+//	GET  /canvas_scopes/keys/<id>/usage  scopes the key used and needed (usage.go)
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -34,6 +35,7 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/canvas_scopes/reload", Handler: caddy.AdminHandlerFunc(handleReload)},
 		{Pattern: "/canvas_scopes/keys", Handler: caddy.AdminHandlerFunc(handleKeys)},
+		{Pattern: usagePathPrefix, Handler: caddy.AdminHandlerFunc(handleKeyUsage)},
 		{Pattern: "/canvas_scopes/lookup_cache/purge", Handler: caddy.AdminHandlerFunc(handleLookupCachePurge)},
 	}
 }
@@ -79,6 +81,8 @@ type keyInfo struct {
 	ScopeCount int    `json:"scope_count"`
 	TokenCount int    `json:"token_count"`
 	LoadedAt   string `json:"loaded_at"`
+	// ScopeSets are the named sets the key's scopes used, expanded.
+	ScopeSets map[string][]string `json:"scope_sets,omitempty"`
 }
 
 func handleKeys(w http.ResponseWriter, r *http.Request) error {
@@ -97,7 +101,7 @@ func handleKeys(w http.ResponseWriter, r *http.Request) error {
 			out = append(out, keyInfo{
 				KeysFile: ks.path, ID: k.ID, Name: k.Name, Mode: k.Mode.String(),
 				Enabled: k.Enabled, Scoped: k.RequireScopes, Substitute: sub,
-				ScopeCount: len(k.Scopes), TokenCount: k.TokenCount, LoadedAt: loaded,
+				ScopeCount: len(k.Scopes), TokenCount: k.TokenCount, LoadedAt: loaded, ScopeSets: k.ScopeSets,
 			})
 		}
 	})

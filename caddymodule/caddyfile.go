@@ -34,6 +34,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    unknown_tokens deny|pass     # default deny
 //	    anonymous deny|pass          # default deny
 //	    allow_unknown_scopes
+//	    catalogue_file <path>        # validate scopes against this catalogue
 //	    reload_interval <duration>   # default 2s; 0 turns polling off
 //	    max_body_size <size>         # default 10MB
 //	    mode enforce|report          # default enforce
@@ -81,6 +82,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "allow_unknown_scopes":
 			h.AllowUnknownScopes = true
+		case "catalogue_file":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.CatalogueFile = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		case "reload_interval":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -142,7 +151,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		default:
-			return d.Errf("unknown canvas_scopes option %q (known: keys_file, database, max_staleness, stale_policy, snapshot_file, unknown_tokens, anonymous, allow_unknown_scopes, reload_interval, max_body_size, mode, log_allowed, metrics, token_signing_keys, canvas_api)", d.Val())
+			return d.Errf("unknown canvas_scopes option %q (known: keys_file, database, max_staleness, stale_policy, snapshot_file, unknown_tokens, anonymous, allow_unknown_scopes, catalogue_file, reload_interval, max_body_size, mode, log_allowed, metrics, token_signing_keys, canvas_api)", d.Val())
 		}
 		if d.NextArg() {
 			return d.ArgErr()

@@ -40,9 +40,12 @@ func init() {
   explain        show what the gate decides for one request and token
   scopes         list the Canvas URL scopes the gate knows
   token          create, revoke, list gateway tokens (keys file or database)
-  db             migrate, import, export the shared PostgreSQL store`,
+  db             migrate, import, export the shared PostgreSQL store
+  suggest        each developer key's scopes from Caddy's JSON logs
+  catalogue      fetch the scope catalogue of a live Canvas; diff it with the embedded one
+  import         print developer_keys for the API keys of a live Canvas`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(hashTokenCommand(), validateCommand(), explainCommand(), scopesCommand(), tokenCommand(), dbCommand())
+			cmd.AddCommand(hashTokenCommand(), validateCommand(), explainCommand(), scopesCommand(), tokenCommand(), dbCommand(), suggestCommand(), catalogueCommand(), importCommand())
 		},
 	})
 }
@@ -266,6 +269,9 @@ func runExplain(o explainOptions, stdout, stderr io.Writer) int {
 			name = fmt.Sprintf(" (%s)", e.Key.Name)
 		}
 		field("developer key", "%s%s, mode %s", e.Key.ID, name, e.Key.Mode)
+		if sets := describeScopeSets(e.Key); sets != "" {
+			field("scope sets", "%s", sets)
+		}
 	} else if v.Action != gate.Refuse {
 		field("token", "%s (not in the keys file)", v.TokenID)
 	}
@@ -304,7 +310,7 @@ func runExplain(o explainOptions, stdout, stderr io.Writer) int {
 		field("decision", "%s", v.Label)
 		field("reason", "%s", nonEmpty(v.Reason, "a scope matches"))
 		if v.Policy.Scope != "" {
-			field("matched scope", "%s", v.Policy.Scope)
+			field("matched scope", "%s%s", v.Policy.Scope, scopeFromSets(v.Key(), v.Policy.Scope))
 		}
 	}
 	key := v.Key()

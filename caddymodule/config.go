@@ -51,6 +51,11 @@ type Handler struct {
 	// catalogue (newer Canvas versions, plugins). Default: false.
 	AllowUnknownScopes bool `json:"allow_unknown_scopes,omitempty"`
 
+	// CatalogueFile validates the keys file's scopes against this
+	// catalogue (one scope a line, # comments; see `caddy canvas-scopes
+	// catalogue fetch`) instead of the embedded one.
+	CatalogueFile string `json:"catalogue_file,omitempty"`
+
 	// ReloadInterval is how often the keys file is checked for changes.
 	// 0 turns polling off; negative is invalid. Default: 2s.
 	ReloadInterval *caddy.Duration `json:"reload_interval,omitempty"`

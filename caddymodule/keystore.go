@@ -40,7 +40,7 @@ type keystore struct {
 }
 
 func keystoreID(path string, parse policy.ParseOptions, interval time.Duration) string {
-	return fmt.Sprintf("%s|unknown_scopes=%t|interval=%s", path, parse.AllowUnknownScopes, interval)
+	return fmt.Sprintf("%s|unknown_scopes=%t|interval=%s|catalogue=%s", path, parse.AllowUnknownScopes, interval, parse.Catalogue.ID())
 }
 
 // openKeystore loads the file once (failing if it is missing or bad) and

@@ -75,6 +75,11 @@ func (h *Handler) provisionKeysFile() error {
 		return fmt.Errorf("keys_file: %v", err)
 	}
 	parse := policy.ParseOptions{AllowUnknownScopes: h.AllowUnknownScopes}
+	if h.CatalogueFile != "" {
+		if parse.Catalogue, err = loadCatalogueFile(h.CatalogueFile); err != nil {
+			return fmt.Errorf("catalogue_file: %v", err)
+		}
+	}
 	h.poolKey = keystoreID(path, parse, interval)
 	v, loaded, err := keystores.LoadOrNew(h.poolKey, func() (caddy.Destructor, error) {
 		return openKeystore(path, parse, interval)

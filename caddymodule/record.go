@@ -26,6 +26,7 @@ func (h *Handler) record(r *http.Request, rq *request, v *gate.Verdict) {
 	}
 	key := v.Key()
 	h.count(key, v.Label, rq.start)
+	needed := recordUsage(key, rq, v)
 	if n := v.Rewrite.IncludesRemoved; n > 0 {
 		includesFiltered.WithLabelValues(h.keyLabel(key)).Add(float64(n))
 	}
@@ -59,7 +60,10 @@ func (h *Handler) record(r *http.Request, rq *request, v *gate.Verdict) {
 	}
 	if v.TokenID != "" && (v.Label == gate.LabelWouldDeny || v.Enforced == gate.LabelInsufficient) {
 		// Name the route template (catalogue scope) the request needed.
-		if needed, ok := matcher.CatalogueSet().Match(f.Method, f.Path); ok {
+		if needed == "" {
+			needed, _ = matcher.CatalogueSet().Match(f.Method, f.Path)
+		}
+		if needed != "" {
 			fields = append(fields, zap.String("needed_scope", needed))
 		}
 	}

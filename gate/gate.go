@@ -299,7 +299,6 @@ func decide(f *Facts, st State, cfg Config, v *Verdict) {
 	v.Action, v.Label, v.CanonicalPath = Forward, LabelAllowed, true
 	v.FilterIncludes = key.RequireScopes && !key.AllowIncludes && !report
 	v.Confine = key.Confined()
-	return
 }
 
 // Confine applies the confinement step's answer to a verdict that asked for

@@ -22,6 +22,8 @@ type KeysFile struct {
 	DeveloperKeys []DeveloperKey
 	Tokens        []Token
 	Clients       []Client
+	// ScopeSets are the named scope sets, expanded (see scopesets.go).
+	ScopeSets map[string][]string
 }
 
 // DeveloperKey mirrors a Canvas developer key: the scopes its tokens may
@@ -48,7 +50,10 @@ type DeveloperKey struct {
 	// UnconfinedScopes are scopes of the key let through without
 	// confinement (see package confine).
 	UnconfinedScopes []string
-	line             int
+	// ScopeSets are the sets Scopes named ("@name"), with their scopes;
+	// Scopes holds them expanded.
+	ScopeSets map[string][]string
+	line      int
 }
 
 // Token registers one gateway token by the SHA-256 of its full text.
@@ -122,6 +127,9 @@ type ParseOptions struct {
 	// AllowUnknownScopes accepts well-formed scopes that are missing from
 	// the embedded Canvas catalogue (newer Canvas versions, plugins).
 	AllowUnknownScopes bool
+	// Catalogue, when set, replaces the embedded catalogue for
+	// validation (the catalogue_file directive).
+	Catalogue *matcher.FileCatalogue
 }
 
 // DefaultClientTokenTTL is used when a client has no token_ttl.
@@ -145,6 +153,13 @@ type parser struct {
 	lists jsontree.Slab[string]
 	list  []string
 	text  []byte // current text block of keep
+	// sets are the resolved scope sets (scopesets.go); setNodes their
+	// members in the file, setNames their sorted names, and usedSets
+	// collects the sets one key names.
+	sets     map[string][]string
+	setNodes map[string]*jsontree.Member
+	setNames []string
+	usedSets map[string]bool
 }
 
 // line is the 1-based line of byte offset off. Every entry records its line,
@@ -232,6 +247,7 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 	// Each token has one "sha256" jsontree.Member (clients have "secret_sha256"):
 	// counting them sizes the list once instead of growing it ~17 times.
 	kf := &KeysFile{Tokens: make([]Token, 0, bytes.Count(data, []byte(`"sha256"`)))}
+	p.readScopeSets(data)
 	// The three lists are streamed: each entry is checked as soon as it is
 	// read, so the tree of a large file is never in memory at once.
 	root, err := jsontree.Parse(data, func(list string, i int, n *jsontree.Node) {
@@ -261,10 +277,13 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 		case "developer_keys", "tokens", "clients":
 			p.array(m.Value, top(m.Name), func(int, *jsontree.Node) {})
 			return true
+		case "scope_sets":
+			return true // read by readScopeSets
 		}
 		return false
 	})
 	p.crossCheck(kf)
+	kf.ScopeSets = p.sets
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
 		return nil, p.errs
@@ -275,7 +294,7 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 // The fields each object may have, sorted: the suggestion when a field is
 // unknown.
 var (
-	topFields    = []string{"clients", "developer_keys", "tokens"}
+	topFields    = []string{"clients", "developer_keys", "scope_sets", "tokens"}
 	keyFields    = []string{"accounts", "allow_includes", "allow_masquerade", AllowMintingField, "enabled", "hosts", "id", "mode", "name", "require_scopes", "scopes", "unconfined_scopes", "upstream_token"}
 	tokenFields  = []string{"developer_key", "expires_at", "label", "revoked", "scopes", "sha256"}
 	clientFields = []string{"client_id", "developer_key", "scopes", "secret_sha256", "token_ttl"}
@@ -362,7 +381,7 @@ func (p *parser) scopes(n *jsontree.Node, at path) []string {
 		if p.validScopes[s] {
 			continue
 		}
-		if prob := matcher.CheckScope(s, p.opts.AllowUnknownScopes); prob != nil {
+		if prob := p.checkScope(s); prob != nil {
 			msg := prob.Message()
 			if errors.Is(prob.Err, matcher.ErrNotInCatalogue) {
 				msg += " (allow_unknown_scopes accepts scopes from newer Canvas versions or plugins)"
@@ -377,6 +396,13 @@ func (p *parser) scopes(n *jsontree.Node, at path) []string {
 		p.validScopes[s] = true
 	}
 	return list
+}
+
+func (p *parser) checkScope(s string) *matcher.ScopeProblem {
+	if p.opts.Catalogue != nil {
+		return p.opts.Catalogue.CheckScope(s, p.opts.AllowUnknownScopes)
+	}
+	return matcher.CheckScope(s, p.opts.AllowUnknownScopes)
 }
 
 func (p *parser) sha256(n *jsontree.Node, at path) [32]byte {
@@ -412,6 +438,11 @@ func (p *parser) developerKey(n *jsontree.Node, at path) DeveloperKey {
 		case "scopes":
 			hasScopes = true
 			scopesMember = m
+			p.usedSets = map[string]bool{}
+			m.Value = p.expandSets(v, f, nil)
+			v = m.Value
+			k.ScopeSets = p.keyScopeSets()
+			p.usedSets = nil
 			k.Scopes = p.scopes(v, f)
 			scopesNode = v
 		case "accounts":
@@ -419,7 +450,8 @@ func (p *parser) developerKey(n *jsontree.Node, at path) DeveloperKey {
 			k.Accounts = p.strings(v, f)
 		case "unconfined_scopes":
 			unconfinedNode = m
-			k.UnconfinedScopes = p.strings(v, f)
+			m.Value = p.expandSets(v, f, nil)
+			k.UnconfinedScopes = p.strings(m.Value, f)
 		case "require_scopes":
 			k.RequireScopes = p.boolean(v, f)
 			requireNode = v
@@ -523,7 +555,7 @@ func (p *parser) token(n *jsontree.Node, at path) Token {
 			t.Label = p.keep(p.str(v, f))
 		case "scopes":
 			t.HasScopes = true
-			t.Scopes = p.scopes(v, f)
+			t.Scopes = p.scopes(p.expandSets(v, f, nil), f)
 		case "expires_at":
 			s := p.str(v, f)
 			ts, err := time.Parse(time.RFC3339, s)
@@ -568,7 +600,7 @@ func (p *parser) client(n *jsontree.Node, at path) Client {
 			}
 			c.TokenTTL = d
 		case "scopes":
-			c.Scopes = p.scopes(v, f)
+			c.Scopes = p.scopes(p.expandSets(v, f, nil), f)
 		default:
 			return false
 		}

@@ -159,7 +159,7 @@ func TestKeysFileStreamedListsShape(t *testing.T) {
 	}{
 		{"{\"tokens\": [{\"label\": 1}],\n \"clients\": [}", []string{"keys.json:2: invalid JSON: invalid character '}' looking for beginning of value"}},
 		{`{"tokens": {}, "clients": "x", "developer_keys": null}`, []string{"tokens: must be an array, not object", "clients: must be an array, not string", "developer_keys: must be an array, not null"}},
-		{`{"token": []}`, []string{"keys.json:1: token: unknown field (known fields: clients, developer_keys, tokens)"}},
+		{`{"token": []}`, []string{"keys.json:1: token: unknown field (known fields: clients, developer_keys, scope_sets, tokens)"}},
 		{`{"tokens": [{"sha256": "x", "developer_key": "k", "scopes": [1]}]}`, []string{"tokens[0].sha256: must be 64 lower-case hex", "tokens[0].scopes[0]: must be a string, not number", `tokens.developer_key: no developer key has id "k"`}},
 	} {
 		_, err := ParseKeysFile("keys.json", []byte(c.data), ParseOptions{})

@@ -43,6 +43,9 @@ type Key struct {
 	// confined); UnconfinedScopes are let through without confinement.
 	Accounts         []string
 	UnconfinedScopes []string
+	// ScopeSets are the named sets the key's scopes came from, with
+	// their scopes (Scopes holds them expanded).
+	ScopeSets map[string][]string
 
 	set           *matcher.Set
 	upstreamToken string
@@ -258,6 +261,7 @@ func compileKey(name string, dk *DeveloperKey, opts CompileOptions, errs *Config
 		Enabled: dk.Enabled, AllowMasquerade: dk.AllowMasquerade,
 		Hosts: dk.Hosts, Mode: dk.Mode,
 		Accounts: dk.Accounts, UnconfinedScopes: dk.UnconfinedScopes,
+		ScopeSets: dk.ScopeSets,
 	}
 	set, err := matcher.Intern(dk.Scopes)
 	if err != nil {
