@@ -98,9 +98,9 @@ func TestCLIValidate(t *testing.T) {
 	want := []struct{ prefix, has string }{
 		{bad + `:3: developer_keys[0].scopes[0]: scope "url:GET|/api/v1/course" is not in the Canvas scope catalogue`, `did you mean "url:GET|/api/v1/courses"`},
 		{bad + `:3: developer_keys[0].scopes[1]: scope "url:GET /api/v1/courses"`, `did you mean "url:GET|/api/v1/courses"?`},
-		{bad + `:4: developer_keys.id: duplicate developer key id "a"`, "line 3"},
+		{bad + `:4: developer_keys[1].id: duplicate developer key id "a"`, "line 3"},
 		{bad + `:7: tokens[0].sha256: must be 64 lower-case hex`, "hash-token"},
-		{bad + `:7: tokens.developer_key: no developer key has id "b"`, `did you mean "a"`},
+		{bad + `:7: tokens[0].developer_key: no developer key has id "b"`, `did you mean "a"`},
 		{bad + ": 5 problem(s)", ""},
 	}
 	if len(lines) != len(want) {

@@ -209,7 +209,8 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 		digest:  sha256.Sum256(content),
 	}
 	var errs ConfigErrors
-	for _, dk := range kf.DeveloperKeys {
+	for i, dk := range kf.DeveloperKeys {
+		at := top("developer_keys").at(i)
 		k := &Key{
 			ID: dk.ID, Name: dk.Name, Scopes: dk.Scopes,
 			RequireScopes: dk.RequireScopes, AllowIncludes: dk.AllowIncludes,
@@ -219,7 +220,7 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 		}
 		set, err := matcher.Intern(dk.Scopes)
 		if err != nil {
-			errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "scopes", Msg: err.Error()})
+			errs = append(errs, ConfigError{File: name, Line: dk.line, Field: at.dot("scopes").String(), Msg: err.Error()})
 		}
 		k.set = set
 		if dk.UpstreamToken != "" {
@@ -231,11 +232,11 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 				// text and all. The field and file:line locate it.
 				tok, err = opts.ResolveSecret(dk.UpstreamToken)
 				if err != nil {
-					errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretUnresolved})
+					errs = append(errs, ConfigError{File: name, Line: dk.line, Field: at.dot("upstream_token").String(), Msg: msgSecretUnresolved})
 				}
 			}
 			if tok == "" && err == nil {
-				errs = append(errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretEmpty})
+				errs = append(errs, ConfigError{File: name, Line: dk.line, Field: at.dot("upstream_token").String(), Msg: msgSecretEmpty})
 			}
 			k.upstreamToken = tok
 		}
@@ -274,7 +275,7 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 			e.Scopes = t.Scopes
 			set, err := matcher.Intern(t.Scopes)
 			if err != nil {
-				errs = append(errs, ConfigError{File: name, Line: t.line, Field: "scopes", Msg: err.Error()})
+				errs = append(errs, ConfigError{File: name, Line: t.line, Field: top("tokens").at(i).dot("scopes").String(), Msg: err.Error()})
 			}
 			e.set = set
 			// Canvas: removing a scope from a key revokes its tokens. A
@@ -290,11 +291,11 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 		hashes[i] = t.SHA256
 	}
 	s.tokens = newTokenTable(entries, hashes)
-	for _, c := range kf.Clients {
+	for i, c := range kf.Clients {
 		k := s.keyByID[c.DeveloperKey]
 		if c.Scopes != nil && k.RequireScopes {
 			if missing := notIn(c.Scopes, k.Scopes); missing != "" {
-				errs = append(errs, ConfigError{File: name, Line: c.line, Field: "clients.scopes", Msg: fmt.Sprintf("scope %q is not on developer key %q; a client may only hold a subset of its key's scopes", missing, k.ID)})
+				errs = append(errs, ConfigError{File: name, Line: c.line, Field: top("clients").at(i).dot("scopes").String(), Msg: fmt.Sprintf("scope %q is not on developer key %q; a client may only hold a subset of its key's scopes", missing, k.ID)})
 			}
 		}
 		ce := &ClientEntry{ClientID: c.ClientID, SecretSHA256: c.SecretSHA256, Key: k, TokenTTL: c.TokenTTL, Scopes: c.Scopes}
