@@ -329,6 +329,9 @@ func (s *Store) Key(id string) *Key { return s.keyByID[id] }
 // TokenCount is the number of registered tokens.
 func (s *Store) TokenCount() int { return s.tokens.count }
 
+// ClientCount is the number of registered OAuth2 clients.
+func (s *Store) ClientCount() int { return len(s.clients) }
+
 // Client returns the OAuth2 client with the given id.
 func (s *Store) Client(id string) *ClientEntry { return s.clients[id] }
 
