@@ -254,3 +254,54 @@ func TestREADMEMetricsTableMatchesServedMetrics(t *testing.T) {
 	}
 	t.Logf("%d metric families served and documented", len(served))
 }
+
+// CanvasScopesEmptyStore, evaluated by a real Prometheus from alerts.yml:
+// silent on a valid machine-to-machine-only keys file (clients, no
+// tokens), pending once nothing can authenticate or no key is left.
+func TestEmptyStoreAlertOnlyWhenNothingCanAuthenticate(t *testing.T) {
+	prometheus := opsTool(t, "prometheus")
+	alertsPath, _ := filepath.Abs("../examples/prometheus/alerts.yml")
+	m2mOnly := fmt.Sprintf(`{"developer_keys": [{"id": "m2m", "scopes": [%s], "upstream_token": "{env.TEST_UPSTREAM_TOKEN}"}],
+"clients": [{"client_id": "job-1", "secret_sha256": "%s", "developer_key": "m2m"}]}`, vendorScopes, sha(oaSecret1))
+	up := newUpstream(t)
+	in := startCaddy(t, up, siteConfig{KeysJSON: m2mOnly, Gate: "reload_interval 100ms", Env: []string{"TEST_UPSTREAM_TOKEN=" + upstreamTok}})
+	base := startPrometheus(t, prometheus, alertsPath, in.adminPort)
+
+	rule := func() promRule {
+		t.Helper()
+		for _, r := range promRules(t, base) {
+			if r.Name == "CanvasScopesEmptyStore" {
+				return r
+			}
+		}
+		t.Fatal("alerts.yml has no CanvasScopesEmptyStore")
+		return promRule{}
+	}
+	scraped := func(expr string) {
+		t.Helper()
+		waitFor(t, func() bool { return len(promQuery(t, base, expr)) > 0 })
+	}
+	scraped(`caddy_canvas_scopes_store_clients == 1 and caddy_canvas_scopes_store_tokens == 0`)
+	// Two rule evaluations (every second) on that state.
+	time.Sleep(2500 * time.Millisecond)
+	r := rule()
+	if res := promQuery(t, base, r.Query); len(res) != 0 || r.State != "inactive" {
+		t.Fatalf("CanvasScopesEmptyStore on a machine-to-machine-only file: state %s, %d series", r.State, len(res))
+	}
+
+	for _, tc := range []struct{ name, keys string }{
+		{"a key, no tokens, no clients", fmt.Sprintf(`{"developer_keys": [{"id": "m2m", "scopes": [%s]}]}`, vendorScopes)},
+		{"no keys", `{"developer_keys": []}`},
+	} {
+		writeFile(t, in.keysPath, tc.keys)
+		scraped(`caddy_canvas_scopes_store_clients == 0`)
+		waitFor(t, func() bool { r := rule(); return r.State == "pending" || r.State == "firing" })
+		if res := promQuery(t, base, rule().Query); len(res) != 1 || res[0].Metric["keys_file"] != in.keysPath {
+			t.Errorf("%s: the alert's expression gave %v", tc.name, res)
+		}
+		// Back to the machine-to-machine file: the alert clears.
+		writeFile(t, in.keysPath, m2mOnly+" ")
+		scraped(`caddy_canvas_scopes_store_clients == 1`)
+		waitFor(t, func() bool { return rule().State == "inactive" })
+	}
+}
