@@ -305,3 +305,83 @@ func TestEmptyStoreAlertOnlyWhenNothingCanAuthenticate(t *testing.T) {
 		waitFor(t, func() bool { return rule().State == "inactive" })
 	}
 }
+
+// validate resolves {env.*} and {file.*} secrets as `caddy run` does: an
+// unresolvable one is a problem naming the field and line, never the
+// value; --skip-secrets checks the rest on a machine without them.
+func TestCLIValidateResolvesSecrets(t *testing.T) {
+	const fileSecret = "test-only-canvas-token-in-a-file"
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "canvas-token")
+	writeFile(t, secretFile, fileSecret+"\n")
+	keys := cliKeys(t, fmt.Sprintf(`{"developer_keys": [
+{"id": "env", "scopes": [], "upstream_token": "{env.TEST_RUNBOOK_CANVAS_TOKEN}"},
+{"id": "file", "scopes": [], "upstream_token": "{file.%s}"}
+]}`, secretFile))
+	out, errOut, code := runCLI(t, "", "validate", keys)
+	if code != 1 || out != "" || !strings.Contains(errOut, keys+":2: developer_keys[0].upstream_token: could not be resolved") || strings.Contains(errOut, "developer_keys[1]") {
+		t.Errorf("unset env secret: code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if strings.Contains(errOut, fileSecret) || strings.Contains(errOut, "TEST_RUNBOOK_CANVAS_TOKEN") {
+		t.Errorf("validate printed a secret or its placeholder: %q", errOut)
+	}
+	env := []string{"TEST_RUNBOOK_CANVAS_TOKEN=test-only-canvas-token-in-env"}
+	if out, errOut, code := runCLIEnv(t, env, "", "validate", keys); code != 0 || !strings.HasSuffix(out, "; secrets resolved\n") || strings.Contains(out+errOut, "test-only-canvas-token") {
+		t.Errorf("resolvable secrets: code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if err := os.Remove(secretFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := runCLIEnv(t, env, "", "validate", keys); code != 1 || !strings.Contains(errOut, keys+":3: developer_keys[1].upstream_token: could not be resolved") {
+		t.Errorf("missing secret file: code %d, stderr %q", code, errOut)
+	}
+	if out, errOut, code := runCLI(t, "", "validate", "--skip-secrets", keys); code != 0 || !strings.HasSuffix(out, "; secrets not resolved (--skip-secrets)\n") {
+		t.Errorf("--skip-secrets: code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// explain takes the token id a log line carries, or the token on stdin,
+// as well as the sha256; all three name the same token.
+func TestCLIExplainByTokenIDAndStdin(t *testing.T) {
+	keys := cliKeys(t, gateKeys())
+	id := sha(tokA)[:12]
+	want := "decision:        allowed"
+	for _, tc := range []struct {
+		name, stdin string
+		args        []string
+	}{
+		{"sha256", "", []string{"--token-sha256", sha(tokA)}},
+		{"token id", "", []string{"--token-id", id}},
+		{"token id, upper case", "", []string{"--token-id", strings.ToUpper(id)}},
+		{"stdin", tokA + "\n", []string{"--token-stdin"}},
+	} {
+		args := append(append([]string{"explain", "--keys", keys}, tc.args...), "GET", "/api/v1/courses")
+		out, errOut, code := runCLI(t, tc.stdin, args...)
+		if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "token:           "+id) {
+			t.Errorf("%s: code %d, stdout %q, stderr %q", tc.name, code, out, errOut)
+		}
+		if strings.Contains(out+errOut, tokA) {
+			t.Errorf("%s: explain printed the token", tc.name)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		code  int
+		stder string
+	}{
+		{"unregistered id", []string{"--token-id", "0123456789ab"}, 1, "no token in"},
+		{"short id", []string{"--token-id", "0123"}, 2, "12 hex digits"},
+		{"two ways", []string{"--token-id", id, "--token-sha256", sha(tokA)}, 2, "exactly one"},
+		{"none", nil, 2, "exactly one"},
+	} {
+		args := append(append([]string{"explain", "--keys", keys}, tc.args...), "GET", "/api/v1/courses")
+		out, errOut, code := runCLI(t, "", args...)
+		if code != tc.code || !strings.Contains(errOut, tc.stder) || out != "" {
+			t.Errorf("%s: code %d, stdout %q, stderr %q; want %d and %q", tc.name, code, out, errOut, tc.code, tc.stder)
+		}
+	}
+	if _, errOut, code := runCLI(t, "", "explain", "--keys", keys, "--token-stdin", "GET", "/api/v1/courses"); code != 2 || !strings.Contains(errOut, "no token on standard input") {
+		t.Errorf("empty stdin: code %d, stderr %q", code, errOut)
+	}
+}
