@@ -129,21 +129,26 @@ func (ks *keystore) load(force bool) (changed bool, err error) {
 		return false, fmt.Errorf("keys file: %w", err)
 	}
 	sum := sha256.Sum256(data)
-	if !force && !secretsChanged && bytes.Equal(sum[:], ks.lastHash[:]) {
-		// Back to the content of the store in force (a broken edit undone).
+	// The content of the store in force, unchanged: nothing to do. Not
+	// after a failure, as a secret may have changed meanwhile; then the
+	// file is compiled again, which also logs the recovery.
+	if !force && !secretsChanged && ks.failure == "" && bytes.Equal(sum[:], ks.lastHash[:]) {
 		ks.lastSize, ks.lastMod = fi.Size(), fi.ModTime()
-		ks.logRecovered()
 		return false, nil
 	}
 	watch := &secretWatch{}
 	store, err := policy.Load(ks.path, data, ks.parse, policy.CompileOptions{ResolveSecret: watch.resolve})
 	// Remember what this attempt read, good or bad, so polling reports a
 	// broken version once, not on every tick, until something changes.
-	ks.lastSize, ks.lastMod, ks.secretFiles = fi.Size(), fi.ModTime(), watch.files
+	ks.lastSize, ks.lastMod = fi.Size(), fi.ModTime()
 	if err != nil {
+		// Keep watching the secrets of the store in force (as they are
+		// now) and those this attempt read, such as a missing file.
+		ks.secretFiles = mergeWatched(restat(ks.secretFiles), watch.files)
 		reloadsTotal.WithLabelValues("error").Inc()
 		return false, err
 	}
+	ks.secretFiles = watch.files
 	ks.lastHash = sum
 	ks.current.Store(store)
 	loadTime := time.Since(started)

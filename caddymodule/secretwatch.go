@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -43,9 +44,31 @@ type secretWatch struct {
 
 func (w *secretWatch) resolve(s string) (string, error) {
 	for _, path := range filePlaceholders(s) {
-		w.files = append(w.files, statWatched(path))
+		w.files = mergeWatched(w.files, []watchedFile{statWatched(path)})
 	}
 	return resolveSecret(s)
+}
+
+// restat looks at the files again.
+func restat(files []watchedFile) []watchedFile {
+	out := make([]watchedFile, len(files))
+	for i, f := range files {
+		out[i] = statWatched(f.path)
+	}
+	return out
+}
+
+// mergeWatched adds more to files, one entry per path (the later wins).
+func mergeWatched(files, more []watchedFile) []watchedFile {
+	for _, m := range more {
+		i := slices.IndexFunc(files, func(f watchedFile) bool { return f.path == m.path })
+		if i >= 0 {
+			files[i] = m
+		} else {
+			files = append(files, m)
+		}
+	}
+	return files
 }
 
 // filePlaceholders returns the paths named by {file.PATH} placeholders in s.
