@@ -734,11 +734,15 @@ func TestPrometheusDashboardAndAlerts(t *testing.T) {
 	t.Logf("%d panels / %d expressions and %d alerts evaluated in %s", len(panels), nExprs, nAlerts, time.Since(start).Round(time.Millisecond))
 }
 
-// startPrometheus runs a real Prometheus that scrapes Caddy's admin
-// /metrics and evaluates the alert rules every second; it returns its base
-// URL once it is ready.
-func startPrometheus(t *testing.T, prometheus, alertsPath string, adminPort int) string {
+// startPrometheus runs a real Prometheus that scrapes the admin /metrics
+// of each Caddy and evaluates the alert rules every second; it returns its
+// base URL once it is ready.
+func startPrometheus(t *testing.T, prometheus, alertsPath string, adminPorts ...int) string {
 	t.Helper()
+	targets := make([]string, len(adminPorts))
+	for i, port := range adminPorts {
+		targets[i] = fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", port))
+	}
 	dir := t.TempDir()
 	promPort := freePort(t)
 	cfg := fmt.Sprintf(`global:
@@ -750,8 +754,8 @@ scrape_configs:
   - job_name: caddy
     metrics_path: /metrics
     static_configs:
-      - targets: ["127.0.0.1:%d"]
-`, alertsPath, adminPort)
+      - targets: [%s]
+`, alertsPath, strings.Join(targets, ", "))
 	writeFile(t, filepath.Join(dir, "prometheus.yml"), cfg)
 	var promOut strings.Builder
 	pcmd := exec.Command(prometheus,
@@ -779,7 +783,6 @@ scrape_configs:
 		r.Body.Close()
 		return r.StatusCode == 200
 	})
-
 	return base
 }
 
