@@ -31,7 +31,7 @@ const (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "canvas-scopes",
-		Usage: "hash-token | validate <keys.json> | explain --keys <file> --token-sha256 <hex> <METHOD> <URL> | scopes [--grep WORD]",
+		Usage: "hash-token | validate [--skip-secrets] <keys.json> | explain --keys <file> --token-sha256 <hex>|--token-id <hex>|--token-stdin <METHOD> <URL> | scopes [--grep WORD]",
 		Short: "Tools for the canvas_scopes gate: hash tokens, validate keys files, explain decisions, browse scopes",
 		Long: `Tools for operating the canvas_scopes handler.
 
@@ -84,29 +84,9 @@ const maxTokenBytes = 64 << 10
 // runHashToken prints sha256(token) for the token on in. It never writes
 // the token anywhere.
 func runHashToken(in io.Reader, stdout, stderr io.Writer) int {
-	data, err := io.ReadAll(io.LimitReader(in, maxTokenBytes+1))
-	if err != nil {
-		fmt.Fprintln(stderr, "hash-token: reading standard input:", err)
-		return exitUsage
-	}
-	if len(data) > maxTokenBytes {
-		fmt.Fprintf(stderr, "hash-token: input is longer than %d bytes; expected one token\n", maxTokenBytes)
-		return exitUsage
-	}
-	tok := string(data)
-	tok = strings.TrimSuffix(tok, "\n")
-	tok = strings.TrimSuffix(tok, "\r")
-	switch {
-	case tok == "":
-		fmt.Fprintln(stderr, "hash-token: no token on standard input")
-		return exitUsage
-	case strings.ContainsAny(tok, "\r\n"):
-		fmt.Fprintln(stderr, "hash-token: standard input has more than one line; expected one token")
-		return exitUsage
-	case strings.TrimSpace(tok) != tok:
-		// A bearer token never starts or ends with white space; hashing it
-		// as given would register a token no client can send.
-		fmt.Fprintln(stderr, "hash-token: the token starts or ends with white space; remove it and try again")
+	tok, problem := readOneToken(in)
+	if problem != "" {
+		fmt.Fprintln(stderr, "hash-token:", problem)
 		return exitUsage
 	}
 	h := policy.HashToken(tok)
@@ -114,31 +94,71 @@ func runHashToken(in io.Reader, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// readOneToken reads one token from in (a trailing newline is removed).
+// problem says what is wrong with the input, never quoting it.
+func readOneToken(in io.Reader) (tok, problem string) {
+	data, err := io.ReadAll(io.LimitReader(in, maxTokenBytes+1))
+	if err != nil {
+		return "", fmt.Sprintf("reading standard input: %v", err)
+	}
+	if len(data) > maxTokenBytes {
+		return "", fmt.Sprintf("input is longer than %d bytes; expected one token", maxTokenBytes)
+	}
+	tok = string(data)
+	tok = strings.TrimSuffix(tok, "\n")
+	tok = strings.TrimSuffix(tok, "\r")
+	switch {
+	case tok == "":
+		return "", "no token on standard input"
+	case strings.ContainsAny(tok, "\r\n"):
+		return "", "standard input has more than one line; expected one token"
+	case strings.TrimSpace(tok) != tok:
+		// A bearer token never starts or ends with white space; hashing it
+		// as given would register a token no client can send.
+		return "", "the token starts or ends with white space; remove it and try again"
+	}
+	return tok, ""
+}
+
 func validateCommand() *cobra.Command {
-	var allowUnknown bool
+	var allowUnknown, skipSecrets bool
 	c := &cobra.Command{
 		Use:   "validate <keys.json>",
 		Short: "Check a keys file and report every problem with file:line",
 		Long: `Parses and compiles a keys file exactly as the handler does and prints
 every problem as file:line: field: message, with suggestions for scopes
 that are misspelled or missing from the Canvas scope catalogue. Exits 1
-when the file has problems. upstream_token placeholders are not resolved.`,
+when the file has problems. upstream_token placeholders ({env.NAME},
+{file.PATH}) are resolved as caddy run resolves them, so run it as the
+user and with the environment Caddy has; a failure names the field and
+line, never the value. --skip-secrets checks everything else, for a
+machine without the secrets.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return exitWith(runValidate(args[0], allowUnknown, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+			return exitWith(runValidate(args[0], validateOptions{allowUnknown: allowUnknown, skipSecrets: skipSecrets}, cmd.OutOrStdout(), cmd.ErrOrStderr()))
 		},
 	}
 	c.Flags().BoolVar(&allowUnknown, "allow-unknown-scopes", false, "accept well-formed scopes missing from the catalogue (as allow_unknown_scopes does)")
+	c.Flags().BoolVar(&skipSecrets, "skip-secrets", false, "do not resolve upstream_token placeholders (for a machine without the secrets)")
 	return c
 }
 
-func runValidate(path string, allowUnknown bool, stdout, stderr io.Writer) int {
+type validateOptions struct {
+	allowUnknown bool
+	skipSecrets  bool
+}
+
+func runValidate(path string, o validateOptions, stdout, stderr io.Writer) int {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
-	store, err := policy.Load(path, data, policy.ParseOptions{AllowUnknownScopes: allowUnknown}, policy.CompileOptions{})
+	compile := policy.CompileOptions{ResolveSecret: resolveSecret}
+	if o.skipSecrets {
+		compile.ResolveSecret = nil
+	}
+	store, err := policy.Load(path, data, policy.ParseOptions{AllowUnknownScopes: o.allowUnknown}, compile)
 	if err != nil {
 		var ces policy.ConfigErrors
 		var ce policy.ConfigError
@@ -156,13 +176,20 @@ func runValidate(path string, allowUnknown bool, stdout, stderr io.Writer) int {
 		}
 		return exitDenied
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d developer key(s), %d token(s)\n", path, len(store.Keys()), store.TokenCount())
+	secrets := "secrets resolved"
+	if o.skipSecrets {
+		secrets = "secrets not resolved (--skip-secrets)"
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d developer key(s), %d token(s), %d client(s); %s\n", path, len(store.Keys()), store.TokenCount(), store.ClientCount(), secrets)
 	return exitOK
 }
 
 type explainOptions struct {
 	keysFile     string
 	tokenSHA256  string
+	tokenID      string // 12 hex digits, as log lines carry
+	tokenStdin   bool
+	stdin        io.Reader
 	host         string
 	allowUnknown bool
 	method       string
@@ -173,42 +200,41 @@ type explainOptions struct {
 func explainCommand() *cobra.Command {
 	var o explainOptions
 	c := &cobra.Command{
-		Use:   "explain --keys <file> --token-sha256 <hex> <METHOD> <URL>",
+		Use:   "explain --keys <file> --token-sha256 <hex> | --token-id <12 hex> | --token-stdin <METHOD> <URL>",
 		Short: "Show what the gate decides for one request made with one token",
 		Long: `Runs one request through the same code the handler uses, without a
 network: canonical path, decision, reason, the scope that matched (or the
 catalogue scope that would be needed), and what the include filter and
 credential substitution would change. The token is named by its sha256
-(see hash-token), never by its text. URL is a path with an optional query
+(see hash-token), by its token id (the 12 hex digits in log lines and
+the token_id placeholder), or read from standard input with
+--token-stdin; never by its text on the command line. URL is a path with an optional query
 (/api/v1/courses?include[]=teachers) or an absolute URL, whose host is
 checked against the key's hosts. Exits 0 when the request would be
 forwarded, 1 when it would be denied, 2 on a usage or keys file error.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.method, o.target, o.now = args[0], args[1], time.Now()
+			o.method, o.target, o.now, o.stdin = args[0], args[1], time.Now(), cmd.InOrStdin()
 			return exitWith(runExplain(o, cmd.OutOrStdout(), cmd.ErrOrStderr()))
 		},
 	}
 	c.Flags().StringVar(&o.keysFile, "keys", "", "keys file (required)")
-	c.Flags().StringVar(&o.tokenSHA256, "token-sha256", "", "sha256 of the token, 64 hex digits (required)")
+	c.Flags().StringVar(&o.tokenSHA256, "token-sha256", "", "sha256 of the token, 64 hex digits")
+	c.Flags().StringVar(&o.tokenID, "token-id", "", "token id from a log line: the first 12 hex digits of the sha256")
+	c.Flags().BoolVar(&o.tokenStdin, "token-stdin", false, "read the token itself from standard input (never echoed)")
 	c.Flags().StringVar(&o.host, "host", "", "Host header of the request (default: the URL's host, if any)")
 	c.Flags().BoolVar(&o.allowUnknown, "allow-unknown-scopes", false, "load the keys file as allow_unknown_scopes does")
 	return c
 }
 
 func runExplain(o explainOptions, stdout, stderr io.Writer) int {
-	if o.keysFile == "" || o.tokenSHA256 == "" {
-		fmt.Fprintln(stderr, "explain: --keys and --token-sha256 are required")
+	if o.keysFile == "" {
+		fmt.Fprintln(stderr, "explain: --keys is required")
 		return exitUsage
 	}
-	var hash [32]byte
-	if len(o.tokenSHA256) != 64 {
-		fmt.Fprintln(stderr, "explain: --token-sha256 must be 64 hex digits (see `caddy canvas-scopes hash-token`)")
-		return exitUsage
-	}
-	if _, err := hex.Decode(hash[:], []byte(strings.ToLower(o.tokenSHA256))); err != nil {
-		fmt.Fprintln(stderr, "explain: --token-sha256 must be 64 hex digits (see `caddy canvas-scopes hash-token`)")
-		return exitUsage
+	hash, code := explainTokenHash(o, stderr)
+	if code != exitOK {
+		return code
 	}
 	method := strings.ToUpper(o.method)
 	if method != o.method {

@@ -34,7 +34,7 @@ func TestExplainConfinedKey(t *testing.T) {
 	var errb bytes.Buffer
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	os.WriteFile(bad, []byte(`{"developer_keys": [{"id": "eng", "accounts": ["2"], "scopes": ["url:GET|/api/v1/users/:id"]}]}`), 0o600)
-	if code := runValidate(bad, false, &bytes.Buffer{}, &errb); code == 0 || !strings.Contains(errb.String(), "has no account context") {
+	if code := runValidate(bad, validateOptions{}, &bytes.Buffer{}, &errb); code == 0 || !strings.Contains(errb.String(), "has no account context") {
 		t.Errorf("validate: %d %s", code, errb.String())
 	}
 }

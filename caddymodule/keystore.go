@@ -34,6 +34,14 @@ type keystore struct {
 	lastSize int64
 	lastMod  time.Time
 	lastHash [32]byte
+	// secretFiles are the files behind the {file.*} secrets of the last
+	// load attempt, watched like the keys file: a rotated upstream_token
+	// is picked up by polling.
+	secretFiles []watchedFile
+	// failure is the text of the last failed load since the last good
+	// one ("" when the last load succeeded); failedLoads counts them.
+	failure     string
+	failedLoads int
 
 	stop chan struct{}
 	once sync.Once
@@ -47,7 +55,9 @@ func keystoreID(path string, parse policy.ParseOptions, interval time.Duration) 
 // starts polling when interval > 0.
 func openKeystore(path string, parse policy.ParseOptions, interval time.Duration) (*keystore, error) {
 	ks := &keystore{path: path, parse: parse, interval: interval, stop: make(chan struct{})}
-	if _, err := ks.reload(true); err != nil {
+	// Not reload: a first load that fails is Provision's error, which
+	// Caddy reports; logging it here too would say it twice.
+	if _, err := ks.load(true); err != nil {
 		return nil, err
 	}
 	if interval > 0 {
@@ -67,6 +77,7 @@ func (ks *keystore) Destruct() error {
 		if !shared {
 			storeKeys.DeleteLabelValues(ks.path)
 			storeTokens.DeleteLabelValues(ks.path)
+			storeClients.DeleteLabelValues(ks.path)
 			lastReloadSuccess.DeleteLabelValues(ks.path)
 		}
 	})
@@ -81,26 +92,34 @@ func (ks *keystore) poll() {
 		case <-ks.stop:
 			return
 		case <-t.C:
-			if _, err := ks.reload(false); err != nil {
-				caddy.Log().Named("canvas_scopes").Error("keys file reload failed; keeping the last good store",
-					zap.String("keys_file", ks.path), zap.Error(err))
-			}
+			_, _ = ks.reload(false) // reload logs its own failures
 		}
 	}
 }
 
-// reload re-reads the file when its size, mtime or content hash changed
-// (or always, when force is set), compiles it and swaps it in. On any error
-// the previous store stays in place.
+// reload re-reads the file when its size, mtime or content hash changed,
+// or a file behind one of its {file.*} secrets did (or always, when force
+// is set), compiles it and swaps it in. On any error the previous store
+// stays in place and the failure is logged with every error's file:line:
+// at once when forced, and once per distinct failure when polled.
 func (ks *keystore) reload(force bool) (changed bool, err error) {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
+	changed, err = ks.load(force)
+	if err != nil {
+		ks.logFailure(err, force)
+	}
+	return changed, err
+}
+
+func (ks *keystore) load(force bool) (changed bool, err error) {
 	fi, err := os.Stat(ks.path)
 	if err != nil {
 		reloadsTotal.WithLabelValues("error").Inc()
 		return false, fmt.Errorf("keys file: %w", err)
 	}
-	if !force && fi.Size() == ks.lastSize && fi.ModTime().Equal(ks.lastMod) {
+	secretsChanged := secretFilesChanged(ks.secretFiles)
+	if !force && !secretsChanged && fi.Size() == ks.lastSize && fi.ModTime().Equal(ks.lastMod) {
 		return false, nil
 	}
 	started := time.Now()
@@ -110,19 +129,27 @@ func (ks *keystore) reload(force bool) (changed bool, err error) {
 		return false, fmt.Errorf("keys file: %w", err)
 	}
 	sum := sha256.Sum256(data)
-	if !force && bytes.Equal(sum[:], ks.lastHash[:]) {
+	// The content of the store in force, unchanged: nothing to do. Not
+	// after a failure, as a secret may have changed meanwhile; then the
+	// file is compiled again, which also logs the recovery.
+	if !force && !secretsChanged && ks.failure == "" && bytes.Equal(sum[:], ks.lastHash[:]) {
 		ks.lastSize, ks.lastMod = fi.Size(), fi.ModTime()
 		return false, nil
 	}
-	store, err := policy.Load(ks.path, data, ks.parse, policy.CompileOptions{ResolveSecret: resolveSecret})
+	watch := &secretWatch{}
+	store, err := policy.Load(ks.path, data, ks.parse, policy.CompileOptions{ResolveSecret: watch.resolve})
+	// Remember what this attempt read, good or bad, so polling reports a
+	// broken version once, not on every tick, until something changes.
+	ks.lastSize, ks.lastMod = fi.Size(), fi.ModTime()
 	if err != nil {
-		// Remember the broken version so polling reports it once, not on
-		// every tick, until the file changes again.
-		ks.lastSize, ks.lastMod = fi.Size(), fi.ModTime()
+		// Keep watching the secrets of the store in force (as they are
+		// now) and those this attempt read, such as a missing file.
+		ks.secretFiles = mergeWatched(restat(ks.secretFiles), watch.files)
 		reloadsTotal.WithLabelValues("error").Inc()
 		return false, err
 	}
-	ks.lastSize, ks.lastMod, ks.lastHash = fi.Size(), fi.ModTime(), sum
+	ks.secretFiles = watch.files
+	ks.lastHash = sum
 	ks.current.Store(store)
 	loadTime := time.Since(started)
 	ks.loadedAt.Store(time.Now().UnixNano())
@@ -136,10 +163,14 @@ func (ks *keystore) reload(force bool) (changed bool, err error) {
 	lastReloadSuccess.WithLabelValues(ks.path).SetToCurrentTime()
 	storeKeys.WithLabelValues(ks.path).Set(float64(len(store.Keys())))
 	storeTokens.WithLabelValues(ks.path).Set(float64(store.TokenCount()))
+	storeClients.WithLabelValues(ks.path).Set(float64(store.ClientCount()))
+	ks.logRecovered()
 	caddy.Log().Named("canvas_scopes").Info("keys file loaded",
 		zap.String("keys_file", ks.path),
 		zap.Int("developer_keys", len(store.Keys())),
 		zap.Int("tokens", store.TokenCount()),
+		zap.Int("clients", store.ClientCount()),
+		zap.Int("secret_files", len(ks.secretFiles)),
 		zap.Duration("load_time", loadTime)) // read, parse, validate, compile
 	return true, nil
 }

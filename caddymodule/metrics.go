@@ -44,6 +44,11 @@ var (
 		Help: "Tokens in the loaded keys file.",
 	}, []string{"keys_file"})
 
+	storeClients = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "canvas_scopes", Name: "store_clients",
+		Help: "OAuth2 client_credentials clients in the loaded keys file.",
+	}, []string{"keys_file"})
+
 	reloadsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "canvas_scopes", Name: "reloads_total",
 		Help: "Keys file load attempts by result (success, error).",
@@ -56,7 +61,7 @@ var (
 
 	// checkedCollectors describe themselves; decisionSeconds comes first
 	// and doubles as the marker that a registry already holds all of ours.
-	checkedCollectors = []prometheus.Collector{decisionSeconds, storeKeys, storeTokens, reloadsTotal, lastReloadSuccess}
+	checkedCollectors = []prometheus.Collector{decisionSeconds, storeKeys, storeTokens, storeClients, reloadsTotal, lastReloadSuccess}
 	// keyedCollectors are unchecked (see keyedCounter); a registry does
 	// not detect their second registration, so they are added only
 	// together with the marker.

@@ -18,8 +18,14 @@ import (
 // code.
 func runCLI(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
+	return runCLIEnv(t, nil, stdin, args...)
+}
+
+// runCLIEnv is runCLI with extra environment variables.
+func runCLIEnv(t *testing.T, env []string, stdin string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(caddyBin, append([]string{"canvas-scopes"}, args...)...)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	cmd.Env = append(append(os.Environ(), "HOME="+t.TempDir()), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -66,7 +72,7 @@ func TestCLIHashToken(t *testing.T) {
 	out, _, _ := runCLI(t, "test-only-cli-token\n", "hash-token")
 	hash := strings.TrimSpace(out)
 	keys := cliKeys(t, `{"developer_keys": [{"id": "k", "scopes": ["url:GET|/api/v1/courses"]}], "tokens": [{"sha256": "`+hash+`", "developer_key": "k"}]}`)
-	if out, errOut, code := runCLI(t, "", "validate", keys); code != 0 || !strings.Contains(out, "ok: 1 developer key(s), 1 token(s)") {
+	if out, errOut, code := runCLI(t, "", "validate", keys); code != 0 || !strings.Contains(out, "ok: 1 developer key(s), 1 token(s), 0 client(s)") {
 		t.Fatalf("validate: %d %s %s", code, out, errOut)
 	}
 	if out, errOut, code := runCLI(t, "", "explain", "--keys", keys, "--token-sha256", hash, "GET", "/api/v1/courses"); code != 0 || !strings.Contains(out, "decision:        allowed") {
@@ -76,8 +82,8 @@ func TestCLIHashToken(t *testing.T) {
 
 func TestCLIValidate(t *testing.T) {
 	good := cliKeys(t, gateKeys())
-	out, errOut, code := runCLI(t, "", "validate", good)
-	if code != 0 || out != good+": ok: 8 developer key(s), 12 token(s)\n" {
+	out, errOut, code := runCLIEnv(t, []string{"TEST_UPSTREAM_TOKEN=" + upstreamTok}, "", "validate", good)
+	if code != 0 || out != good+": ok: 8 developer key(s), 12 token(s), 0 client(s); secrets resolved\n" {
 		t.Fatalf("valid file: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
 
@@ -98,9 +104,9 @@ func TestCLIValidate(t *testing.T) {
 	want := []struct{ prefix, has string }{
 		{bad + `:3: developer_keys[0].scopes[0]: scope "url:GET|/api/v1/course" is not in the Canvas scope catalogue`, `did you mean "url:GET|/api/v1/courses"`},
 		{bad + `:3: developer_keys[0].scopes[1]: scope "url:GET /api/v1/courses"`, `did you mean "url:GET|/api/v1/courses"?`},
-		{bad + `:4: developer_keys.id: duplicate developer key id "a"`, "line 3"},
+		{bad + `:4: developer_keys[1].id: duplicate developer key id "a"`, "line 3"},
 		{bad + `:7: tokens[0].sha256: must be 64 lower-case hex`, "hash-token"},
-		{bad + `:7: tokens.developer_key: no developer key has id "b"`, `did you mean "a"`},
+		{bad + `:7: tokens[0].developer_key: no developer key has id "b"`, `did you mean "a"`},
 		{bad + ": 5 problem(s)", ""},
 	}
 	if len(lines) != len(want) {

@@ -605,48 +605,7 @@ func TestPrometheusDashboardAndAlerts(t *testing.T) {
 	// snapshot: the database sync panel and alert have a real subject.
 	stale := startStaleFleetGate(t, up)
 
-	// Prometheus scraping Caddy's admin /metrics every second, evaluating
-	// the alert rules every second.
-	dir := t.TempDir()
-	promPort := freePort(t)
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files:
-  - %s
-scrape_configs:
-  - job_name: caddy
-    metrics_path: /metrics
-    static_configs:
-      - targets: ["127.0.0.1:%d", "127.0.0.1:%d"]
-`, alertsPath, in.adminPort, stale.adminPort)
-	writeFile(t, filepath.Join(dir, "prometheus.yml"), cfg)
-	var promOut strings.Builder
-	pcmd := exec.Command(prometheus,
-		"--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", promPort),
-		"--log.level=warn")
-	pcmd.Stdout, pcmd.Stderr = &syncWriter{w: &promOut}, &syncWriter{w: &promOut}
-	if err := pcmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = pcmd.Process.Kill()
-		_, _ = pcmd.Process.Wait()
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", promOut.String())
-		}
-	})
-	base := fmt.Sprintf("http://127.0.0.1:%d", promPort)
-	waitFor(t, func() bool {
-		r, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return false
-		}
-		r.Body.Close()
-		return r.StatusCode == 200
-	})
+	base := startPrometheus(t, prometheus, alertsPath, in.adminPort, stale.adminPort)
 
 	// Phase 1: one request of every kind, so every series exists, and at
 	// least two scrapes of that state (rate() needs two samples).
@@ -776,6 +735,58 @@ scrape_configs:
 		t.Errorf("Prometheus loaded %d alerting rules, alerts.yml has %d", nAlerts, wantAlerts)
 	}
 	t.Logf("%d panels / %d expressions and %d alerts evaluated in %s", len(panels), nExprs, nAlerts, time.Since(start).Round(time.Millisecond))
+}
+
+// startPrometheus runs a real Prometheus that scrapes the admin /metrics
+// of each Caddy and evaluates the alert rules every second; it returns its
+// base URL once it is ready.
+func startPrometheus(t *testing.T, prometheus, alertsPath string, adminPorts ...int) string {
+	t.Helper()
+	targets := make([]string, len(adminPorts))
+	for i, port := range adminPorts {
+		targets[i] = fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	dir := t.TempDir()
+	promPort := freePort(t)
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - %s
+scrape_configs:
+  - job_name: caddy
+    metrics_path: /metrics
+    static_configs:
+      - targets: [%s]
+`, alertsPath, strings.Join(targets, ", "))
+	writeFile(t, filepath.Join(dir, "prometheus.yml"), cfg)
+	var promOut strings.Builder
+	pcmd := exec.Command(prometheus,
+		"--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", promPort),
+		"--log.level=warn")
+	pcmd.Stdout, pcmd.Stderr = &syncWriter{w: &promOut}, &syncWriter{w: &promOut}
+	if err := pcmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = pcmd.Process.Kill()
+		_, _ = pcmd.Process.Wait()
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", promOut.String())
+		}
+	})
+	base := fmt.Sprintf("http://127.0.0.1:%d", promPort)
+	waitFor(t, func() bool {
+		r, err := http.Get(base + "/-/ready")
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		return r.StatusCode == 200
+	})
+	return base
 }
 
 // syncWriter serialises writes from a child process's stdout and stderr.

@@ -622,12 +622,12 @@ func (p *parser) client(n *jsontree.Node, at path) Client {
 // clients naming existing keys.
 func (p *parser) crossCheck(kf *KeysFile) {
 	keyLine := map[string]int{}
-	for _, k := range kf.DeveloperKeys {
+	for i, k := range kf.DeveloperKeys {
 		if k.ID == "" {
 			continue
 		}
 		if first, dup := keyLine[k.ID]; dup {
-			p.errs = append(p.errs, ConfigError{File: p.file, Line: k.line, Field: "developer_keys.id", Msg: fmt.Sprintf("duplicate developer key id %q (first defined on line %d)", k.ID, first)})
+			p.errs = append(p.errs, ConfigError{File: p.file, Line: k.line, Field: top("developer_keys").at(i).dot("id").String(), Msg: fmt.Sprintf("duplicate developer key id %q (first defined on line %d)", k.ID, first)})
 			continue
 		}
 		keyLine[k.ID] = k.line
@@ -637,41 +637,41 @@ func (p *parser) crossCheck(kf *KeysFile) {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	unknownKey := func(line int, field, id string) {
+	unknownKey := func(line int, field path, id string) {
 		msg := fmt.Sprintf("no developer key has id %q", id)
 		if s := closest(id, ids); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
 		}
-		p.errs = append(p.errs, ConfigError{File: p.file, Line: line, Field: field, Msg: msg})
+		p.errs = append(p.errs, ConfigError{File: p.file, Line: line, Field: field.String(), Msg: msg})
 	}
 	tokenLine := map[[32]byte]int{}
-	for _, t := range kf.Tokens {
+	for i, t := range kf.Tokens {
 		if t.DeveloperKey != "" {
 			if _, ok := keyLine[t.DeveloperKey]; !ok {
-				unknownKey(t.line, "tokens.developer_key", t.DeveloperKey)
+				unknownKey(t.line, top("tokens").at(i).dot("developer_key"), t.DeveloperKey)
 			}
 		}
 		if t.SHA256 == ([32]byte{}) {
 			continue
 		}
 		if first, dup := tokenLine[t.SHA256]; dup {
-			p.errs = append(p.errs, ConfigError{File: p.file, Line: t.line, Field: "tokens.sha256", Msg: fmt.Sprintf("duplicate token hash (first on line %d)", first)})
+			p.errs = append(p.errs, ConfigError{File: p.file, Line: t.line, Field: top("tokens").at(i).dot("sha256").String(), Msg: fmt.Sprintf("duplicate token hash (first on line %d)", first)})
 			continue
 		}
 		tokenLine[t.SHA256] = t.line
 	}
 	clientLine := map[string]int{}
-	for _, c := range kf.Clients {
+	for i, c := range kf.Clients {
 		if c.DeveloperKey != "" {
 			if _, ok := keyLine[c.DeveloperKey]; !ok {
-				unknownKey(c.line, "clients.developer_key", c.DeveloperKey)
+				unknownKey(c.line, top("clients").at(i).dot("developer_key"), c.DeveloperKey)
 			}
 		}
 		if c.ClientID == "" {
 			continue
 		}
 		if first, dup := clientLine[c.ClientID]; dup {
-			p.errs = append(p.errs, ConfigError{File: p.file, Line: c.line, Field: "clients.client_id", Msg: fmt.Sprintf("duplicate client_id %q (first on line %d)", c.ClientID, first)})
+			p.errs = append(p.errs, ConfigError{File: p.file, Line: c.line, Field: top("clients").at(i).dot("client_id").String(), Msg: fmt.Sprintf("duplicate client_id %q (first on line %d)", c.ClientID, first)})
 			continue
 		}
 		clientLine[c.ClientID] = c.line

@@ -43,7 +43,7 @@ func (s *Store) Apply(name string, p *Patch, opts CompileOptions) (*Store, error
 		ns.keys = slices.Clone(s.keys)
 		ns.keyByID = maps.Clone(s.keyByID)
 		for i := range p.Keys {
-			k := compileKey(name, &p.Keys[i], opts, &errs)
+			k := compileKey(name, top("developer_keys").at(i), &p.Keys[i], opts, &errs)
 			if old := ns.keyByID[k.ID]; old != nil {
 				k.index, k.TokenCount = old.index, old.TokenCount
 				ns.keys[k.index] = k
@@ -62,14 +62,14 @@ func (s *Store) Apply(name string, p *Patch, opts CompileOptions) (*Store, error
 			t := &p.Tokens[i]
 			k := ns.keyByID[t.DeveloperKey]
 			if k == nil {
-				errs = append(errs, ConfigError{File: name, Field: "tokens.developer_key", Msg: fmt.Sprintf("no developer key has id %q", t.DeveloperKey)})
+				errs = append(errs, ConfigError{File: name, Field: top("tokens").at(i).dot("developer_key").String(), Msg: fmt.Sprintf("no developer key has id %q", t.DeveloperKey)})
 				continue
 			}
 			if ns.tokens.lookup(&t.SHA256) == nil {
 				ns.tokens.count++
 			}
 			e := &TokenEntry{}
-			compileToken(name, e, TokenID(t.SHA256), k, t, &errs)
+			compileToken(name, top("tokens").at(i), e, TokenID(t.SHA256), k, t, &errs)
 			overlay[t.SHA256] = e
 		}
 		for _, h := range p.Removed {
@@ -81,15 +81,15 @@ func (s *Store) Apply(name string, p *Patch, opts CompileOptions) (*Store, error
 	}
 	if p.ClientsChanged || len(p.Keys) > 0 {
 		ns.clients = make(map[string]*ClientEntry, len(p.Clients))
-		for _, c := range p.Clients {
+		for i, c := range p.Clients {
 			k := ns.keyByID[c.DeveloperKey]
 			if k == nil {
-				errs = append(errs, ConfigError{File: name, Field: "clients.developer_key", Msg: fmt.Sprintf("no developer key has id %q", c.DeveloperKey)})
+				errs = append(errs, ConfigError{File: name, Field: top("clients").at(i).dot("developer_key").String(), Msg: fmt.Sprintf("no developer key has id %q", c.DeveloperKey)})
 				continue
 			}
 			if c.Scopes != nil && k.RequireScopes {
 				if missing := notIn(c.Scopes, k.Scopes); missing != "" {
-					errs = append(errs, ConfigError{File: name, Field: "clients.scopes", Msg: fmt.Sprintf("scope %q is not on developer key %q; a client may only hold a subset of its key's scopes", missing, k.ID)})
+					errs = append(errs, ConfigError{File: name, Field: top("clients").at(i).dot("scopes").String(), Msg: fmt.Sprintf("scope %q is not on developer key %q; a client may only hold a subset of its key's scopes", missing, k.ID)})
 				}
 			}
 			ns.clients[c.ClientID] = compileClient(&c, k)

@@ -112,12 +112,12 @@ func TestKeysFileErrorsNameLineAndField(t *testing.T) {
 	want := []string{
 		`keys.json:3: developer_keys[0].scopes[0]: scope "url:GET|/api/v1/course/:course_id/rubric" is not in the Canvas scope catalogue; did you mean "url:GET|/api/v1/courses/:course_id/rubrics"`,
 		`keys.json:4: developer_keys[1].colour: unknown field`,
-		`keys.json:4: developer_keys.id: duplicate developer key id "a" (first defined on line 3)`,
+		`keys.json:4: developer_keys[1].id: duplicate developer key id "a" (first defined on line 3)`,
 		`keys.json:5: developer_keys[2].scopes[0]:`,
 		`keys.json:5: developer_keys[2].mode: must be "enforce" or "report"`,
 		`keys.json:8: tokens[0].sha256: must be 64 lower-case hex`,
 		`keys.json:8: tokens[0].expires_at: must be an RFC 3339 time`,
-		`keys.json:8: tokens.developer_key: no developer key has id "vendr-a"`,
+		`keys.json:8: tokens[0].developer_key: no developer key has id "vendr-a"`,
 		`keys.json:10: extra: unknown field`,
 	}
 	text := err.Error()
@@ -160,7 +160,7 @@ func TestKeysFileStreamedListsShape(t *testing.T) {
 		{"{\"tokens\": [{\"label\": 1}],\n \"clients\": [}", []string{"keys.json:2: invalid JSON: invalid character '}' looking for beginning of value"}},
 		{`{"tokens": {}, "clients": "x", "developer_keys": null}`, []string{"tokens: must be an array, not object", "clients: must be an array, not string", "developer_keys: must be an array, not null"}},
 		{`{"token": []}`, []string{"keys.json:1: token: unknown field (known fields: clients, developer_keys, scope_sets, tokens)"}},
-		{`{"tokens": [{"sha256": "x", "developer_key": "k", "scopes": [1]}]}`, []string{"tokens[0].sha256: must be 64 lower-case hex", "tokens[0].scopes[0]: must be a string, not number", `tokens.developer_key: no developer key has id "k"`}},
+		{`{"tokens": [{"sha256": "x", "developer_key": "k", "scopes": [1]}]}`, []string{"tokens[0].sha256: must be 64 lower-case hex", "tokens[0].scopes[0]: must be a string, not number", `tokens[0].developer_key: no developer key has id "k"`}},
 	} {
 		_, err := ParseKeysFile("keys.json", []byte(c.data), ParseOptions{})
 		var errs ConfigErrors
@@ -217,7 +217,7 @@ func TestSecretsResolvedAndNeverInErrors(t *testing.T) {
 		t.Errorf("upstream token %q %v", tok, ok)
 	}
 	_, err = Load("k.json", []byte(data), ParseOptions{}, CompileOptions{ResolveSecret: func(string) (string, error) { return "", nil }})
-	if err == nil || err.Error() != "k.json:1: upstream_token: "+msgSecretEmpty {
+	if err == nil || err.Error() != "k.json:1: developer_keys[0].upstream_token: "+msgSecretEmpty {
 		t.Errorf("empty secret: %v", err)
 	}
 }
@@ -240,7 +240,7 @@ func TestUnresolvableSecretIsNotEchoed(t *testing.T) {
 			t.Errorf("error %q echoes %q of the secret or of the resolver's message", msg, part)
 		}
 	}
-	if want := "k.json:2: upstream_token: " + msgSecretUnresolved; msg != want {
+	if want := "k.json:2: developer_keys[0].upstream_token: " + msgSecretUnresolved; msg != want {
 		t.Errorf("error %q, want %q", msg, want)
 	}
 }

@@ -213,7 +213,7 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 	}
 	var errs ConfigErrors
 	for i := range kf.DeveloperKeys {
-		k := compileKey(name, &kf.DeveloperKeys[i], opts, &errs)
+		k := compileKey(name, top("developer_keys").at(i), &kf.DeveloperKeys[i], opts, &errs)
 		k.index = len(s.keys)
 		s.keys = append(s.keys, k)
 		s.keyByID[k.ID] = k
@@ -233,16 +233,16 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 		t := &kf.Tokens[i]
 		k := s.keyByID[t.DeveloperKey]
 		e := &entries[i]
-		compileToken(name, e, ids[i*tokenIDLen:(i+1)*tokenIDLen], k, t, &errs)
+		compileToken(name, top("tokens").at(i), e, ids[i*tokenIDLen:(i+1)*tokenIDLen], k, t, &errs)
 		k.TokenCount++
 		hashes[i] = t.SHA256
 	}
 	s.tokens = newTokenTable(entries, hashes)
-	for _, c := range kf.Clients {
+	for i, c := range kf.Clients {
 		k := s.keyByID[c.DeveloperKey]
 		if c.Scopes != nil && k.RequireScopes {
 			if missing := notIn(c.Scopes, k.Scopes); missing != "" {
-				errs = append(errs, ConfigError{File: name, Line: c.line, Field: "clients.scopes", Msg: fmt.Sprintf("scope %q is not on developer key %q; a client may only hold a subset of its key's scopes", missing, k.ID)})
+				errs = append(errs, ConfigError{File: name, Line: c.line, Field: top("clients").at(i).dot("scopes").String(), Msg: fmt.Sprintf("scope %q is not on developer key %q; a client may only hold a subset of its key's scopes", missing, k.ID)})
 			}
 		}
 		s.clients[c.ClientID] = compileClient(&c, k)
@@ -253,8 +253,9 @@ func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*S
 	return s, nil
 }
 
-// compileKey builds one Key (without its index) and records its problems.
-func compileKey(name string, dk *DeveloperKey, opts CompileOptions, errs *ConfigErrors) *Key {
+// compileKey builds one Key (without its index) and records its problems,
+// named by the key's path in the file (at).
+func compileKey(name string, at path, dk *DeveloperKey, opts CompileOptions, errs *ConfigErrors) *Key {
 	k := &Key{
 		ID: dk.ID, Name: dk.Name, Scopes: dk.Scopes,
 		RequireScopes: dk.RequireScopes, AllowIncludes: dk.AllowIncludes,
@@ -265,7 +266,7 @@ func compileKey(name string, dk *DeveloperKey, opts CompileOptions, errs *Config
 	}
 	set, err := matcher.Intern(dk.Scopes)
 	if err != nil {
-		*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: "scopes", Msg: err.Error()})
+		*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: at.dot("scopes").String(), Msg: err.Error()})
 	}
 	k.set = set
 	if dk.UpstreamToken != "" {
@@ -277,11 +278,11 @@ func compileKey(name string, dk *DeveloperKey, opts CompileOptions, errs *Config
 			// text and all. The field and file:line locate it.
 			tok, err = opts.ResolveSecret(dk.UpstreamToken)
 			if err != nil {
-				*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretUnresolved})
+				*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: at.dot("upstream_token").String(), Msg: msgSecretUnresolved})
 			}
 		}
 		if tok == "" && err == nil {
-			*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: "upstream_token", Msg: msgSecretEmpty})
+			*errs = append(*errs, ConfigError{File: name, Line: dk.line, Field: at.dot("upstream_token").String(), Msg: msgSecretEmpty})
 		}
 		k.upstreamToken = tok
 	}
@@ -293,8 +294,9 @@ func compileKey(name string, dk *DeveloperKey, opts CompileOptions, errs *Config
 	return k
 }
 
-// compileToken fills e for token t of key k and records its problems.
-func compileToken(name string, e *TokenEntry, id string, k *Key, t *Token, errs *ConfigErrors) {
+// compileToken fills e for token t of key k and records its problems,
+// named by the token's path in the file (at).
+func compileToken(name string, at path, e *TokenEntry, id string, k *Key, t *Token, errs *ConfigErrors) {
 	*e = TokenEntry{
 		ID: id, Key: k, Label: t.Label,
 		ExpiresAt: t.ExpiresAt, Revoked: t.Revoked,
@@ -307,7 +309,7 @@ func compileToken(name string, e *TokenEntry, id string, k *Key, t *Token, errs 
 		e.Scopes = t.Scopes
 		set, err := matcher.Intern(t.Scopes)
 		if err != nil {
-			*errs = append(*errs, ConfigError{File: name, Line: t.line, Field: "scopes", Msg: err.Error()})
+			*errs = append(*errs, ConfigError{File: name, Line: t.line, Field: at.dot("scopes").String(), Msg: err.Error()})
 		}
 		e.set = set
 		// Canvas: removing a scope from a key revokes its tokens. A
@@ -348,6 +350,9 @@ func (s *Store) Key(id string) *Key { return s.keyByID[id] }
 
 // TokenCount is the number of registered tokens.
 func (s *Store) TokenCount() int { return s.tokens.count }
+
+// ClientCount is the number of registered OAuth2 clients.
+func (s *Store) ClientCount() int { return len(s.clients) }
 
 // Client returns the OAuth2 client with the given id.
 func (s *Store) Client(id string) *ClientEntry { return s.clients[id] }
