@@ -107,11 +107,10 @@ func (s *Syncer) loadSnapshot() error {
 			m.revocations[id] = OAuthRevocation{ID: id, ClientID: r.ClientID, ExpiresAt: r.ExpiresAt}
 		}
 	}
-	store, err := policy.Compile(s.opts.SnapshotFile, kf, nil, s.opts.Compile)
+	store, err := policy.Compile(s.opts.SnapshotFile, kf, s.opts.Compile)
 	if err != nil {
 		return err
 	}
-	store, _ = store.Apply("database", &policy.Patch{Digest: digest(m.rev)}, s.opts.Compile)
 	s.m = m
 	s.snapRev = m.rev
 	s.publish(store, m.rev)

@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"slices"
 	"strconv"
@@ -194,10 +193,6 @@ func compareStrings(a, b string) int {
 		return 1
 	}
 	return 0
-}
-
-func digest(rev int64) [32]byte {
-	return sha256.Sum256([]byte("canvas_scopes revision " + strconv.FormatInt(rev, 10)))
 }
 
 // Start connects, migrates, reads everything and keeps syncing in the
@@ -439,11 +434,10 @@ func (s *Syncer) fullSync(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	read := time.Since(started)
-	store, err := policy.Compile("database", m.keysFile(false), nil, s.opts.Compile)
+	store, err := policy.Compile("database", m.keysFile(false), s.opts.Compile)
 	if err != nil {
 		return fmt.Errorf("the database's content does not compile: %w", err)
 	}
-	store, _ = store.Apply("database", &policy.Patch{Digest: digest(m.rev)}, s.opts.Compile)
 	s.m = m
 	s.publish(store, m.rev)
 	if s.opts.OnRevocations != nil && len(m.revocations) > 0 {
@@ -517,7 +511,7 @@ func (s *Syncer) incremental(ctx context.Context, conn *pgx.Conn, started time.T
 		// only a full read is right.
 		return s.fullSync(ctx, conn)
 	}
-	p := &policy.Patch{Digest: digest(rev)}
+	p := &policy.Patch{}
 	full := false
 	changedKeys := map[string]bool{}
 	for _, k := range keys {
@@ -577,7 +571,7 @@ func (s *Syncer) incremental(ctx context.Context, conn *pgx.Conn, started time.T
 		}
 	}
 	if store == nil {
-		store, err = policy.Compile("database", m.keysFile(false), nil, s.opts.Compile)
+		store, err = policy.Compile("database", m.keysFile(false), s.opts.Compile)
 		if err != nil {
 			// Keep serving the last good store; a later change may fix
 			// the content. The model already holds this revision.
@@ -585,7 +579,6 @@ func (s *Syncer) incremental(ctx context.Context, conn *pgx.Conn, started time.T
 			s.log.Error("the database's content does not compile; keeping the last good store", zap.Int64("revision", rev), zap.Error(err))
 			return nil
 		}
-		store, _ = store.Apply("database", &policy.Patch{Digest: digest(rev)}, s.opts.Compile)
 	}
 	if len(revs) > 0 && s.opts.OnRevocations != nil {
 		s.opts.OnRevocations(revs)

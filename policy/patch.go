@@ -23,8 +23,6 @@ type Patch struct {
 	// client list; the clients are rebuilt from it (there are few).
 	Clients        []Client
 	ClientsChanged bool
-	// Digest identifies the resulting state (Store.Digest).
-	Digest [32]byte
 }
 
 // OverlayLen is how many token entries patches have layered over the
@@ -37,7 +35,7 @@ func (s *Store) OverlayLen() int { return len(s.tokens.overlay) }
 // table and (when no key or client changed) the clients are shared.
 // Key.TokenCount is kept for changed keys only.
 func (s *Store) Apply(name string, p *Patch, opts CompileOptions) (*Store, error) {
-	ns := &Store{keys: s.keys, keyByID: s.keyByID, tokens: s.tokens, clients: s.clients, digest: p.Digest}
+	ns := &Store{keys: s.keys, keyByID: s.keyByID, tokens: s.tokens, clients: s.clients}
 	var errs ConfigErrors
 	if len(p.Keys) > 0 {
 		ns.keys = slices.Clone(s.keys)

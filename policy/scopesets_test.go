@@ -52,7 +52,7 @@ func TestScopeSetsExpandNested(t *testing.T) {
 	if tok := kf.Tokens[0].Scopes; len(tok) != 2 {
 		t.Errorf("token scopes %q", tok)
 	}
-	if _, err := Compile("keys.json", kf, nil, CompileOptions{}); err != nil {
+	if _, err := Compile("keys.json", kf, CompileOptions{}); err != nil {
 		t.Errorf("compile: %v (the token's set is within the key's)", err)
 	}
 }
@@ -113,7 +113,7 @@ func TestExampleScopeSetsAreInTheCatalogue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Compile("examples/scope-sets.json", kf, data, CompileOptions{}); err != nil {
+	if _, err := Compile("examples/scope-sets.json", kf, CompileOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"courses-read", "roster-read", "course-content-read", "gradebook-read", "gradebook-sync"} {

@@ -24,7 +24,6 @@ type Store struct {
 	keyByID map[string]*Key
 	tokens  tokenTable
 	clients map[string]*ClientEntry
-	digest  [32]byte
 }
 
 // Key is a compiled developer key.
@@ -200,16 +199,15 @@ func Load(name string, data []byte, popts ParseOptions, copts CompileOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	return Compile(name, kf, data, copts)
+	return Compile(name, kf, copts)
 }
 
 // Compile builds a Store from a parsed keys file. content is the file's
 // bytes, kept only as a digest to detect changes.
-func Compile(name string, kf *KeysFile, content []byte, opts CompileOptions) (*Store, error) {
+func Compile(name string, kf *KeysFile, opts CompileOptions) (*Store, error) {
 	s := &Store{
 		keyByID: make(map[string]*Key, len(kf.DeveloperKeys)),
 		clients: make(map[string]*ClientEntry, len(kf.Clients)),
-		digest:  sha256.Sum256(content),
 	}
 	var errs ConfigErrors
 	for i := range kf.DeveloperKeys {
@@ -338,9 +336,6 @@ func notIn(sub, super []string) string {
 	}
 	return ""
 }
-
-// Digest is the SHA-256 of the keys file the Store was built from.
-func (s *Store) Digest() [32]byte { return s.digest }
 
 // Keys returns the developer keys in file order.
 func (s *Store) Keys() []*Key { return s.keys }
