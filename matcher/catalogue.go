@@ -65,13 +65,33 @@ func loadCatalogue() *catalogue {
 }
 
 func buildCatalogue(list []string) (*catalogue, error) {
+	c, err := indexCatalogue(list)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.scopes) > catalogueWords*64 {
+		return nil, fmt.Errorf("%d scopes do not fit in %d words", len(c.scopes), catalogueWords)
+	}
+	c.trie = newTrie()
+	for i := range c.parsed {
+		c.trie.add(&c.parsed[i], int32(i))
+	}
+	c.trie.finish()
+	all := &Set{bits: new([catalogueWords]uint64)}
+	for i := range c.scopes {
+		all.bits[i>>6] |= 1 << (uint(i) & 63)
+	}
+	c.all = all
+	return c, nil
+}
+
+// indexCatalogue sorts a list of URL scopes, drops repeats, and parses and
+// indexes each: the part of a catalogue that validation needs.
+func indexCatalogue(list []string) (*catalogue, error) {
 	list = slices.Clone(list)
 	slices.Sort(list)
 	list = slices.Compact(list)
-	if len(list) > catalogueWords*64 {
-		return nil, fmt.Errorf("%d scopes do not fit in %d words", len(list), catalogueWords)
-	}
-	c := &catalogue{scopes: list, parsed: make([]Scope, len(list)), index: make(map[string]int32, len(list)), trie: newTrie()}
+	c := &catalogue{scopes: list, parsed: make([]Scope, len(list)), index: make(map[string]int32, len(list))}
 	for i, s := range list {
 		ps, err := ParseScope(s)
 		if err != nil {
@@ -82,14 +102,7 @@ func buildCatalogue(list []string) (*catalogue, error) {
 		}
 		c.parsed[i] = ps
 		c.index[s] = int32(i)
-		c.trie.add(&c.parsed[i], int32(i))
 	}
-	c.trie.finish()
-	all := &Set{bits: new([catalogueWords]uint64)}
-	for i := range list {
-		all.bits[i>>6] |= 1 << (uint(i) & 63)
-	}
-	c.all = all
 	return c, nil
 }
 

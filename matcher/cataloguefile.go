@@ -3,7 +3,6 @@ package matcher
 import (
 	"crypto/sha256"
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -19,22 +18,11 @@ type FileCatalogue struct {
 // NewFileCatalogue builds a catalogue from URL scopes (any order; repeats
 // are dropped).
 func NewFileCatalogue(list []string) (*FileCatalogue, error) {
-	list = slices.Clone(list)
-	slices.Sort(list)
-	list = slices.Compact(list)
-	c := &catalogue{scopes: list, parsed: make([]Scope, len(list)), index: make(map[string]int32, len(list))}
-	for i, s := range list {
-		ps, err := ParseScope(s)
-		if err != nil {
-			return nil, err
-		}
-		if ps.Kind != KindURL {
-			return nil, fmt.Errorf("%q is not a URL scope", s)
-		}
-		c.parsed[i] = ps
-		c.index[s] = int32(i)
+	c, err := indexCatalogue(list)
+	if err != nil {
+		return nil, err
 	}
-	return &FileCatalogue{cat: c, digest: sha256.Sum256([]byte(strings.Join(list, "\n")))}, nil
+	return &FileCatalogue{cat: c, digest: sha256.Sum256([]byte(strings.Join(c.scopes, "\n")))}, nil
 }
 
 // ID names the catalogue's content (the SHA-256 of its sorted scopes, in
