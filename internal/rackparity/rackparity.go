@@ -15,6 +15,7 @@ package rackparity
 
 import (
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -56,10 +57,21 @@ type Reading struct {
 }
 
 // CredentialString returns the credential as Canvas would use it and
-// whether it is a plain string (false for none, an Array or a Hash).
+// whether it is a plain string (false for none, an Array or a Hash). A
+// string that is not valid UTF-8 arrives as {"__bytes__": hex} (see
+// reading.rb) and is returned as its bytes.
 func (r Reading) CredentialString() (string, bool) {
-	s, ok := r.Credential.(string)
-	return s, ok
+	switch c := r.Credential.(type) {
+	case string:
+		return c, true
+	case map[string]any:
+		if h, ok := c["__bytes__"].(string); ok && len(c) == 1 {
+			if b, err := hex.DecodeString(h); err == nil {
+				return string(b), true
+			}
+		}
+	}
+	return "", false
 }
 
 // Param returns the top-level parameter name and whether it is present.
