@@ -391,3 +391,37 @@ func TestConfinedKeyNeedsCanvasAPI(t *testing.T) {
 		t.Errorf("validate passed or said something else: %v\n%s", err, out)
 	}
 }
+
+// TestConfinedKeyReloadedWithoutCanvasAPI: Caddy refuses a config that
+// confines a key without canvas_api, but the keys file can gain a confined
+// key later, by a reload. The gate cannot then tell where the key's objects
+// are, so it fails closed: 503 lookup_failed, nothing forwarded.
+func TestConfinedKeyReloadedWithoutCanvasAPI(t *testing.T) {
+	up := newUpstream(t)
+	open := fmt.Sprintf(`{"developer_keys": [{"id": "eng", "scopes": [%s]}],
+  "tokens": [{"sha256": "%s", "developer_key": "eng"}]}`, confinedScopes, sha(tokConfined))
+	in := startCaddy(t, up, siteConfig{KeysJSON: open, Gate: "reload_interval 100ms", Env: []string{"TEST_UPSTREAM_TOKEN=" + upstreamTok}})
+	if resp, _ := in.do(in.request("GET", "/api/v1/courses/11/enrollments", tokConfined, nil)); resp.StatusCode != 200 {
+		t.Fatalf("before the reload, unconfined: %d", resp.StatusCode)
+	}
+	up.one(t)
+	writeFile(t, in.keysPath, confinedKeys())
+	var resp *http.Response
+	var body []byte
+	waitFor(t, func() bool {
+		resp, body = in.do(in.request("GET", "/api/v1/courses/11/enrollments", tokConfined, nil))
+		return resp.StatusCode != 200
+	})
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.HasPrefix(string(body), `{"errors":[{"message":`) {
+		t.Errorf("confined key without canvas_api: %d %q Retry-After %q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	// Requests before the reload took effect were forwarded; none after.
+	up.take()
+	if resp, _ := in.do(in.request("GET", "/api/v1/courses/10/enrollments", tokConfined, nil)); resp.StatusCode != 503 {
+		t.Errorf("second request: %d, want 503", resp.StatusCode)
+	}
+	up.none(t)
+	if !strings.Contains(in.logText(), `"decision":"lookup_failed"`) {
+		t.Error("no lookup_failed log line")
+	}
+}
