@@ -29,7 +29,7 @@ type canvasTree struct {
 	calls   atomic.Int64
 	auth    []string
 	seen    []string // every look-up: request line and headers
-	status  int // when set, every look-up answers it
+	status  int      // when set, every look-up answers it
 	delay   time.Duration
 }
 
