@@ -28,7 +28,8 @@ type canvasTree struct {
 	objects map[string]string // "courses/10" -> JSON
 	calls   atomic.Int64
 	auth    []string
-	status  int // when set, every look-up answers it
+	seen    []string // every look-up: request line and headers
+	status  int      // when set, every look-up answers it
 	delay   time.Duration
 }
 
@@ -71,6 +72,7 @@ func newCanvasTree(t *testing.T) *canvasTree {
 		ct.calls.Add(1)
 		ct.mu.Lock()
 		ct.auth = append(ct.auth, r.Header.Get("Authorization"))
+		ct.seen = append(ct.seen, fmt.Sprintf("%s %s %v", r.Method, r.RequestURI, r.Header))
 		status, delay := ct.status, ct.delay
 		obj, ok := ct.objects[strings.TrimPrefix(r.URL.EscapedPath(), "/api/v1/")]
 		ct.mu.Unlock()
@@ -206,6 +208,57 @@ func TestConfinedKeyContexts(t *testing.T) {
 	up.one(t)
 }
 
+// TestConfinedKeyIncludeFilterAndSubstitution: confinement adds a step to
+// an allowed request and takes nothing away. A confined key's request
+// inside its accounts still has include[] cut down to uuid (query and JSON
+// body) and still goes with the substituted credential; the look-up token
+// never rides along to Canvas on the vendor's request, and neither the
+// vendor's token nor the upstream token goes with a look-up.
+func TestConfinedKeyIncludeFilterAndSubstitution(t *testing.T) {
+	ct := newCanvasTree(t)
+	up := newUpstream(t)
+	in := startConfined(t, ct, up, "5m")
+	req := in.request("GET", "/api/v1/courses/10/enrollments?include[]=avatar_url&include[]=uuid&per_page=5", tokConfinedSub, nil)
+	if resp, body := in.do(req); resp.StatusCode != 200 {
+		t.Fatalf("inside GET: %d %s", resp.StatusCode, body)
+	}
+	get := up.one(t)
+	if get.RawQuery != "include[]=uuid&per_page=5" {
+		t.Errorf("forwarded query %q, want include[] cut down to uuid", get.RawQuery)
+	}
+	req = in.request("PUT", "/api/v1/courses/12", tokConfinedSub,
+		strings.NewReader(`{"course":{"name":"x","account_id":"4"},"include":["sections","uuid"]}`))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, body := in.do(req); resp.StatusCode != 200 {
+		t.Fatalf("inside PUT moving the course within ENG: %d %s", resp.StatusCode, body)
+	}
+	put := up.one(t)
+	if string(put.Body) != `{"course":{"name":"x","account_id":"4"},"include":["uuid"]}` {
+		t.Errorf("forwarded body %s, want include cut down to uuid", put.Body)
+	}
+	for _, g := range []recorded{get, put} {
+		if got := g.Header.Get("Authorization"); got != "Bearer "+upstreamTok {
+			t.Errorf("%s forwarded with Authorization %q, want the substituted upstream token", g.Method, got)
+		}
+		all := fmt.Sprintf("%s %v %s", g.RequestURI, g.Header, g.Body)
+		if strings.Contains(all, lookupTok) || strings.Contains(all, tokConfinedSub) {
+			t.Errorf("%s %s forwarded carrying the look-up token or the vendor's token", g.Method, g.RequestURI)
+		}
+	}
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if len(ct.seen) < 3 { // at least the key's account 2, courses 10 and 12
+		t.Fatalf("%d look-ups, want the key's account and the objects named", len(ct.seen))
+	}
+	for i, seen := range ct.seen {
+		if ct.auth[i] != "Bearer "+lookupTok || strings.Contains(seen, tokConfinedSub) || strings.Contains(seen, upstreamTok) {
+			method, target, _ := strings.Cut(seen, " ")
+			target, _, _ = strings.Cut(target, " ")
+			t.Errorf("look-up %s %s: not the look-up token alone", method, target)
+		}
+	}
+}
+
 func TestConfinedLookupFailures(t *testing.T) {
 	ct := newCanvasTree(t)
 	up := newUpstream(t)
@@ -336,5 +389,39 @@ func TestConfinedKeyNeedsCanvasAPI(t *testing.T) {
 	out, err := runCaddy(t, "validate", "--config", cf, "--adapter", "caddyfile")
 	if err == nil || !strings.Contains(out, "needs a canvas_api block") {
 		t.Errorf("validate passed or said something else: %v\n%s", err, out)
+	}
+}
+
+// TestConfinedKeyReloadedWithoutCanvasAPI: Caddy refuses a config that
+// confines a key without canvas_api, but the keys file can gain a confined
+// key later, by a reload. The gate cannot then tell where the key's objects
+// are, so it fails closed: 503 lookup_failed, nothing forwarded.
+func TestConfinedKeyReloadedWithoutCanvasAPI(t *testing.T) {
+	up := newUpstream(t)
+	open := fmt.Sprintf(`{"developer_keys": [{"id": "eng", "scopes": [%s]}],
+  "tokens": [{"sha256": "%s", "developer_key": "eng"}]}`, confinedScopes, sha(tokConfined))
+	in := startCaddy(t, up, siteConfig{KeysJSON: open, Gate: "reload_interval 100ms", Env: []string{"TEST_UPSTREAM_TOKEN=" + upstreamTok}})
+	if resp, _ := in.do(in.request("GET", "/api/v1/courses/11/enrollments", tokConfined, nil)); resp.StatusCode != 200 {
+		t.Fatalf("before the reload, unconfined: %d", resp.StatusCode)
+	}
+	up.one(t)
+	writeFile(t, in.keysPath, confinedKeys())
+	var resp *http.Response
+	var body []byte
+	waitFor(t, func() bool {
+		resp, body = in.do(in.request("GET", "/api/v1/courses/11/enrollments", tokConfined, nil))
+		return resp.StatusCode != 200
+	})
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.HasPrefix(string(body), `{"errors":[{"message":`) {
+		t.Errorf("confined key without canvas_api: %d %q Retry-After %q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	// Requests before the reload took effect were forwarded; none after.
+	up.take()
+	if resp, _ := in.do(in.request("GET", "/api/v1/courses/10/enrollments", tokConfined, nil)); resp.StatusCode != 503 {
+		t.Errorf("second request: %d, want 503", resp.StatusCode)
+	}
+	up.none(t)
+	if !strings.Contains(in.logText(), `"decision":"lookup_failed"`) {
+		t.Error("no lookup_failed log line")
 	}
 }
