@@ -98,6 +98,20 @@ ALTER TABLE canvas_scopes_keys
 	ADD COLUMN accounts          text[],
 	ADD COLUMN unconfined_scopes text[];
 `,
+	// 3: scope use per developer key and catalogue scope, added to by every
+	// instance in batches (never a path, never a token). Not part of the
+	// revisioned state: nothing syncs it, the admin API reads it.
+	`
+CREATE TABLE canvas_scopes_usage (
+	developer_key text        NOT NULL,
+	scope         text        NOT NULL,
+	allowed       bigint      NOT NULL DEFAULT 0 CHECK (allowed >= 0),
+	denied        bigint      NOT NULL DEFAULT 0 CHECK (denied >= 0),
+	first_seen    timestamptz NOT NULL,
+	last_seen     timestamptz NOT NULL,
+	PRIMARY KEY (developer_key, scope)
+);
+`,
 }
 
 // SchemaVersion is the version Migrate brings a database to.
