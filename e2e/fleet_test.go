@@ -762,3 +762,51 @@ func TestFleetUsageIsFleetWide(t *testing.T) {
 		t.Fatalf("usage on A after B stopped: %v, want %v", got, want)
 	}
 }
+
+// A keys file with named scope sets, imported with the CLI, comes back
+// from db export with its sets and "@name" references; a gate on the
+// database lets a request through a scope the key holds only by a set.
+func TestFleetScopeSetsImportExport(t *testing.T) {
+	keys := fmt.Sprintf(`{
+  "scope_sets": {
+    "course-read": ["url:GET|/api/v1/courses", "url:GET|/api/v1/courses/:id"],
+    "sync": ["@course-read", "url:GET|/api/v1/courses/:course_id/assignments"]
+  },
+  "developer_keys": [
+    {"id": "vendor-a", "name": "Vendor A", "scopes": ["@sync"]}
+  ],
+  "tokens": [
+    {"sha256": "%s", "developer_key": "vendor-a", "label": "static", "scopes": ["@course-read"]}
+  ]
+}`, sha(fleetStaticToken))
+	dsn := fleetDatabase(t, keys)
+	exported, _ := mustCLI(t, "db", "export", "--database", dsn)
+	for _, want := range []string{`"sync": ["@course-read", "url:GET|/api/v1/courses/:course_id/assignments"]`,
+		`"scopes": ["@sync"]`, `"scopes": ["@course-read"]`} {
+		if !strings.Contains(exported, want) {
+			t.Fatalf("db export lacks %s:\n%s", want, exported)
+		}
+	}
+	// Imported again, the export changes nothing.
+	path := filepath.Join(t.TempDir(), "exported.json")
+	if err := os.WriteFile(path, []byte(exported), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, "db", "import", "--database", dsn, path)
+	if again, _ := mustCLI(t, "db", "export", "--database", dsn); again != exported {
+		t.Fatalf("export after re-importing the export differs:\n%s\n%s", exported, again)
+	}
+
+	in := startFleetInstance(t, newUpstream(t), dsn, "")
+	for target, want := range map[string]int{
+		"/api/v1/courses/7": 200, // through @course-read
+		"/api/v1/courses":   200,
+		// On the key (through @sync) but not on the token's set.
+		"/api/v1/courses/7/assignments": 401,
+		"/api/v1/accounts":              401,
+	} {
+		if resp, body := in.do(in.request("GET", target, fleetStaticToken, nil)); resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d: %s", target, resp.StatusCode, want, body)
+		}
+	}
+}

@@ -112,6 +112,22 @@ CREATE TABLE canvas_scopes_usage (
 	PRIMARY KEY (developer_key, scope)
 );
 `,
+	// 4: named scope sets, kept as written so that db export gives the
+	// keys file back with its sets and "@name" references. The scopes
+	// columns keep holding the expansion (what the gate enforces); the
+	// *_written columns hold a list as written when it names a set.
+	`
+CREATE TABLE canvas_scopes_scope_sets (
+	name     text   PRIMARY KEY,
+	position bigint NOT NULL,
+	scopes   text[] NOT NULL -- as written, "@name" references included
+);
+ALTER TABLE canvas_scopes_keys
+	ADD COLUMN scopes_written            text[],
+	ADD COLUMN unconfined_scopes_written text[];
+ALTER TABLE canvas_scopes_tokens ADD COLUMN scopes_written text[];
+ALTER TABLE canvas_scopes_clients ADD COLUMN scopes_written text[];
+`,
 }
 
 // SchemaVersion is the version Migrate brings a database to.
