@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,6 +16,9 @@ import (
 // usageFlushInterval is how often an instance on a database writes the
 // counts it gathered since the last write.
 const usageFlushInterval = 5 * time.Second
+
+// usageWriteErrors counts failed writes of usage batches (a metric).
+var usageWriteErrors atomic.Uint64
 
 // fleetUsage is the UsageStore of a database: the fleet-wide counts.
 type fleetUsage struct{ src *fleetSource }
@@ -151,6 +155,7 @@ func flushUsageLocked() {
 	err := f.store.AddUsage(ctx, batch)
 	cancel()
 	if err != nil {
+		usageWriteErrors.Add(1)
 		f.logger.Warn("scope usage not written to the database; kept for the next try",
 			zap.Int("pairs", len(batch)), zap.Error(err))
 		return
