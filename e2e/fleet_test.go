@@ -809,4 +809,20 @@ func TestFleetScopeSetsImportExport(t *testing.T) {
 			t.Errorf("GET %s: %d, want %d: %s", target, resp.StatusCode, want, body)
 		}
 	}
+
+	// GET /canvas_scopes/keys lists the database's keys too.
+	resp, body := in.do(mustReq(t, "GET", in.admin+"/canvas_scopes/keys"))
+	var listed []struct {
+		Source     string `json:"keys_file"`
+		ID         string `json:"id"`
+		ScopeCount int    `json:"scope_count"`
+		TokenCount int    `json:"token_count"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &listed) != nil {
+		t.Fatalf("GET /canvas_scopes/keys: %d %s", resp.StatusCode, body)
+	}
+	if len(listed) != 1 || listed[0].ID != "vendor-a" || !strings.HasPrefix(listed[0].Source, "database:") ||
+		listed[0].ScopeCount != 3 || listed[0].TokenCount != 1 || strings.Contains(string(body), dsn) {
+		t.Errorf("GET /canvas_scopes/keys on a database: %s", body)
+	}
 }
