@@ -813,16 +813,17 @@ func TestFleetScopeSetsImportExport(t *testing.T) {
 	// GET /canvas_scopes/keys lists the database's keys too.
 	resp, body := in.do(mustReq(t, "GET", in.admin+"/canvas_scopes/keys"))
 	var listed []struct {
-		Source     string `json:"keys_file"`
-		ID         string `json:"id"`
-		ScopeCount int    `json:"scope_count"`
-		TokenCount int    `json:"token_count"`
+		Source     string              `json:"keys_file"`
+		ID         string              `json:"id"`
+		ScopeCount int                 `json:"scope_count"`
+		TokenCount int                 `json:"token_count"`
+		ScopeSets  map[string][]string `json:"scope_sets"`
 	}
 	if resp.StatusCode != 200 || json.Unmarshal(body, &listed) != nil {
 		t.Fatalf("GET /canvas_scopes/keys: %d %s", resp.StatusCode, body)
 	}
 	if len(listed) != 1 || listed[0].ID != "vendor-a" || !strings.HasPrefix(listed[0].Source, "database:") ||
-		listed[0].ScopeCount != 3 || listed[0].TokenCount != 1 || strings.Contains(string(body), dsn) {
+		listed[0].ScopeCount != 3 || listed[0].TokenCount != 1 || len(listed[0].ScopeSets["sync"]) != 3 || strings.Contains(string(body), dsn) {
 		t.Errorf("GET /canvas_scopes/keys on a database: %s", body)
 	}
 }

@@ -124,7 +124,8 @@ CREATE TABLE canvas_scopes_scope_sets (
 );
 ALTER TABLE canvas_scopes_keys
 	ADD COLUMN scopes_written            text[],
-	ADD COLUMN unconfined_scopes_written text[];
+	ADD COLUMN unconfined_scopes_written text[],
+	ADD COLUMN scope_sets                jsonb; -- the sets the key's scopes named, expanded (explain, the admin API)
 ALTER TABLE canvas_scopes_tokens ADD COLUMN scopes_written text[];
 ALTER TABLE canvas_scopes_clients ADD COLUMN scopes_written text[];
 `,

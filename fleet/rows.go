@@ -35,10 +35,19 @@ type OAuthRevocation struct {
 	ExpiresAt time.Time
 }
 
+// scopeSetsValue is a key's ScopeSets for its jsonb column: NULL when
+// the key names no set.
+func scopeSetsValue(m map[string][]string) any {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
 // keyWrittenColumns are the key's scope lists as written (see Import).
 const keyWrittenColumns = `scopes_written, unconfined_scopes_written`
 
-const keyColumns = `id, position, name, scopes, require_scopes, allow_includes, enabled, hosts, allow_masquerade, upstream_token, mode, allow_upstream_credential_minting, accounts, unconfined_scopes, deleted`
+const keyColumns = `id, position, name, scopes, require_scopes, allow_includes, enabled, hosts, allow_masquerade, upstream_token, mode, allow_upstream_credential_minting, accounts, unconfined_scopes, deleted, scope_sets`
 
 func readKeys(ctx context.Context, tx pgx.Tx, where string, args ...any) ([]keyRow, error) {
 	rows, err := tx.Query(ctx, `SELECT `+keyColumns+` FROM canvas_scopes_keys `+where+` ORDER BY position, id`, args...)
@@ -52,7 +61,7 @@ func readKeys(ctx context.Context, tx pgx.Tx, where string, args ...any) ([]keyR
 		var mode string
 		if err := rows.Scan(&k.ID, &k.Position, &k.Name, &k.Scopes, &k.RequireScopes, &k.AllowIncludes, &k.Enabled,
 			&k.Hosts, &k.AllowMasquerade, &k.UpstreamToken, &mode,
-			&k.AllowUpstreamCredentialMinting, &k.Accounts, &k.UnconfinedScopes, &k.Deleted); err != nil {
+			&k.AllowUpstreamCredentialMinting, &k.Accounts, &k.UnconfinedScopes, &k.Deleted, &k.ScopeSets); err != nil {
 			return nil, err
 		}
 		if mode == "report" {
@@ -292,11 +301,11 @@ func Import(ctx context.Context, db DB, kf *policy.KeysFile) (rev int64, changed
 		}
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{"cs_import_keys"},
 			[]string{"id", "position", "name", "scopes", "require_scopes", "allow_includes", "enabled", "hosts", "allow_masquerade", "upstream_token", "mode",
-				"allow_upstream_credential_minting", "accounts", "unconfined_scopes", "deleted", "scopes_written", "unconfined_scopes_written"},
+				"allow_upstream_credential_minting", "accounts", "unconfined_scopes", "deleted", "scope_sets", "scopes_written", "unconfined_scopes_written"},
 			pgx.CopyFromSlice(len(kf.DeveloperKeys), func(i int) ([]any, error) {
 				k := &kf.DeveloperKeys[i]
 				return []any{k.ID, int64(i), k.Name, k.Scopes, k.RequireScopes, k.AllowIncludes, k.Enabled, k.Hosts, k.AllowMasquerade, k.UpstreamToken, k.Mode.String(),
-					k.AllowUpstreamCredentialMinting, k.Accounts, k.UnconfinedScopes, false, written.Keys[i], written.KeysUnconfined[i]}, nil
+					k.AllowUpstreamCredentialMinting, k.Accounts, k.UnconfinedScopes, false, scopeSetsValue(k.ScopeSets), written.Keys[i], written.KeysUnconfined[i]}, nil
 			}))
 		if err != nil {
 			return false, err
@@ -360,13 +369,14 @@ func Import(ctx context.Context, db DB, kf *policy.KeysFile) (rev int64, changed
 				hosts = EXCLUDED.hosts, allow_masquerade = EXCLUDED.allow_masquerade, upstream_token = EXCLUDED.upstream_token,
 				mode = EXCLUDED.mode, allow_upstream_credential_minting = EXCLUDED.allow_upstream_credential_minting,
 				accounts = EXCLUDED.accounts, unconfined_scopes = EXCLUDED.unconfined_scopes,
-				scopes_written = EXCLUDED.scopes_written, unconfined_scopes_written = EXCLUDED.unconfined_scopes_written, deleted = false, rev = EXCLUDED.rev
+				scopes_written = EXCLUDED.scopes_written, unconfined_scopes_written = EXCLUDED.unconfined_scopes_written, scope_sets = EXCLUDED.scope_sets,
+				deleted = false, rev = EXCLUDED.rev
 			WHERE (t.position, t.name, t.scopes, t.require_scopes, t.allow_includes, t.enabled, t.hosts, t.allow_masquerade, t.upstream_token, t.mode,
-				t.allow_upstream_credential_minting, t.accounts, t.unconfined_scopes, t.scopes_written, t.unconfined_scopes_written, t.deleted)
+				t.allow_upstream_credential_minting, t.accounts, t.unconfined_scopes, t.scopes_written, t.unconfined_scopes_written, t.scope_sets, t.deleted)
 				IS DISTINCT FROM (EXCLUDED.position, EXCLUDED.name, EXCLUDED.scopes, EXCLUDED.require_scopes, EXCLUDED.allow_includes, EXCLUDED.enabled,
 				EXCLUDED.hosts, EXCLUDED.allow_masquerade, EXCLUDED.upstream_token, EXCLUDED.mode,
 				EXCLUDED.allow_upstream_credential_minting, EXCLUDED.accounts, EXCLUDED.unconfined_scopes,
-				EXCLUDED.scopes_written, EXCLUDED.unconfined_scopes_written, false)`,
+				EXCLUDED.scopes_written, EXCLUDED.unconfined_scopes_written, EXCLUDED.scope_sets, false)`,
 			`UPDATE canvas_scopes_keys t SET deleted = true, rev = $1
 			WHERE NOT t.deleted AND NOT EXISTS (SELECT 1 FROM cs_import_keys i WHERE i.id = t.id)`,
 			`INSERT INTO canvas_scopes_tokens AS t (sha256, token_id, position, developer_key, label, scopes, expires_at, revoked, scopes_written, rev)

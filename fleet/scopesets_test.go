@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -84,6 +85,10 @@ func TestScopeSetsRoundTrip(t *testing.T) {
 	want := []string{"url:GET|/api/v1/courses/:course_id/users", "url:GET|/api/v1/courses", "url:GET|/api/v1/courses/:id", "url:GET|/api/v1/courses/:course_id/assignments"}
 	if k == nil || !slices.Equal(k.Scopes, want) {
 		t.Fatalf("synced key scopes %v, want %v", k, want)
+	}
+	// explain and the admin API name the sets, as for a keys file.
+	if !reflect.DeepEqual(k.ScopeSets, kf.DeveloperKeys[0].ScopeSets) || len(k.ScopeSets) != 1 {
+		t.Errorf("synced key's scope sets %v, the file's %v", k.ScopeSets, kf.DeveloperKeys[0].ScopeSets)
 	}
 	if !slices.Equal(k.UnconfinedScopes, []string{"url:GET|/api/v1/courses", "url:GET|/api/v1/courses/:id"}) {
 		t.Errorf("synced unconfined scopes %v", k.UnconfinedScopes)
