@@ -48,7 +48,9 @@ func (u fleetUsage) KeyUsage(ctx context.Context, id string) ([]usage.Entry, err
 // kept, merged per (key, scope), for the next try: at most one entry per
 // pair the table holds, so they stay bounded however long the database
 // is away.
-var usageFlusher struct {
+var usageFlusher usageFlusherState
+
+type usageFlusherState struct {
 	sync.Mutex
 	sources []*fleetSource
 	store   UsageStore
@@ -69,8 +71,7 @@ func joinSharedUsage(src *fleetSource, logger *zap.Logger) {
 		return
 	}
 	f.logger = logger
-	f.store = fleetUsage{src: src}
-	sharedUsage.Store(&f.store)
+	f.useStore(fleetUsage{src: src})
 	f.stop, f.done = make(chan struct{}), make(chan struct{})
 	go runUsageFlusher(f.stop, f.done)
 }
@@ -91,17 +92,28 @@ func leaveSharedUsage(src *fleetSource) {
 	}
 	f.sources = slices.Delete(f.sources, i, i+1)
 	if len(f.sources) > 0 {
-		f.store = fleetUsage{src: f.sources[0]}
-		sharedUsage.Store(&f.store)
+		f.useStore(fleetUsage{src: f.sources[0]})
 		f.Unlock()
 		return
 	}
-	sharedUsage.Store(nil)
-	f.store = nil
+	f.useStore(nil)
 	stop, done := f.stop, f.done
 	f.Unlock()
 	close(stop)
 	<-done
+}
+
+// useStore makes s the store written to and read from (nil: none). Each
+// store is published in a variable of its own: the admin API reads the
+// published one without the flusher's lock.
+func (f *usageFlusherState) useStore(s UsageStore) {
+	f.store = s
+	if s == nil {
+		sharedUsage.Store(nil)
+		return
+	}
+	published := s
+	sharedUsage.Store(&published)
 }
 
 func runUsageFlusher(stop, done chan struct{}) {
