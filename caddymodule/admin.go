@@ -90,7 +90,7 @@ func handleKeys(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed; use GET", r.Method)}
 	}
 	out := []keyInfo{}
-	forEachKeystore(func(ks *keystore) {
+	forEachStore(func(ks *keystore) {
 		store := ks.current.Load()
 		if store == nil {
 			return

@@ -5,11 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/fleet"
+	"github.com/caddy-canvas-scopes/caddy-canvas-scopes/policy"
 )
 
 // explain and GET /canvas_scopes/keys name the scope sets a key's scopes
@@ -52,5 +58,41 @@ func TestScopeSetsShownByExplainAndAdminKeys(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("roster-vendor not listed: %s", rec.Body.String())
+	}
+}
+
+// `token create --keys-file` rewrites the file keeping its scope sets and
+// "@name" references (it used to write every list expanded and drop
+// "scope_sets").
+func TestTokenCreateInFileKeepsScopeSets(t *testing.T) {
+	data, err := os.ReadFile("../examples/scope-sets.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := policy.ParseKeysFile("before", data, policy.ParseOptions{})
+	if err != nil || before.Written == nil || len(before.Written.Sets) == 0 {
+		t.Fatalf("the example has no scope sets: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := before.DeveloperKeys[0]
+	if _, _, err := createTokenInFile(path, fleet.TokenOptions{Key: key.ID}); err != nil {
+		t.Fatal(err)
+	}
+	rewritten, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := policy.ParseKeysFile("after", rewritten, policy.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(after.Written, before.Written) {
+		t.Errorf("scope sets as written changed:\n%+v\n%+v\n%s", before.Written, after.Written, rewritten)
+	}
+	if !reflect.DeepEqual(after.DeveloperKeys[0].Scopes, key.Scopes) || len(after.Tokens) != len(before.Tokens)+1 {
+		t.Errorf("keys or tokens changed:\n%s", rewritten)
 	}
 }

@@ -70,6 +70,7 @@ type fleetSource struct {
 }
 
 func (f *fleetSource) Destruct() error {
+	leaveSharedUsage(f)
 	f.syncer.Close()
 	if f.pool != nil {
 		f.pool.Close()
@@ -169,6 +170,7 @@ func (h *Handler) provisionDatabase(ctx caddy.Context) error {
 			return nil, fmt.Errorf("canvas_scopes: database: %v", err)
 		}
 		src.syncer = s
+		joinSharedUsage(src, logger)
 		return src, nil
 	})
 	if err != nil {

@@ -23,10 +23,12 @@ var (
 		"Times the listener connection to the shared database was lost and reopened.", []string{"database"}, nil)
 	fleetQueriesDesc = prometheus.NewDesc("caddy_canvas_scopes_db_sync_queries_total",
 		"Statements the sync connection sent: polls and change reads, never one per request.", []string{"database"}, nil)
+	fleetUsageErrorsDesc = prometheus.NewDesc("caddy_canvas_scopes_db_usage_write_errors_total",
+		"Failed writes of scope usage counts to the shared database (the counts are kept for the next write).", nil, nil)
 )
 
 func (fleetCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{fleetRevisionDesc, fleetSyncAgeDesc, fleetSyncErrorsDesc, fleetReconnectsDesc, fleetQueriesDesc} {
+	for _, d := range []*prometheus.Desc{fleetRevisionDesc, fleetSyncAgeDesc, fleetSyncErrorsDesc, fleetReconnectsDesc, fleetQueriesDesc, fleetUsageErrorsDesc} {
 		ch <- d
 	}
 }
@@ -48,6 +50,9 @@ func (fleetCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(fleetQueriesDesc, prometheus.CounterValue, float64(st.Queries), src.label)
 		return true
 	})
+	if len(seen) > 0 {
+		ch <- prometheus.MustNewConstMetric(fleetUsageErrorsDesc, prometheus.CounterValue, float64(usageWriteErrors.Load()))
+	}
 }
 
 func registerFleetMetrics(reg prometheus.Registerer) error {

@@ -192,3 +192,16 @@ func forEachKeystore(f func(*keystore)) {
 		return true
 	})
 }
+
+// forEachStore visits the keystore of every keys file and of every
+// database in use: what the admin API lists and reports on. (Reloading
+// is for keys files only: a database's store follows the database.)
+func forEachStore(f func(*keystore)) {
+	forEachKeystore(f)
+	fleetSources.Range(func(_, v any) bool {
+		if src, ok := v.(*fleetSource); ok && src != nil {
+			f(src.ks)
+		}
+		return true
+	})
+}

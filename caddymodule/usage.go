@@ -98,7 +98,7 @@ func handleKeyUsage(w http.ResponseWriter, r *http.Request) error {
 	}
 	var granted []string
 	known := false
-	forEachKeystore(func(ks *keystore) {
+	forEachStore(func(ks *keystore) {
 		store := ks.current.Load()
 		if store == nil {
 			return
@@ -113,7 +113,7 @@ func handleKeyUsage(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("reading usage from the shared store failed")}
 	}
 	if !known && len(entries) == 0 {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no developer key with that id in any loaded keys file, and no usage recorded for it")}
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no developer key with that id in any loaded keys file or database, and no usage recorded for it")}
 	}
 	if known && granted == nil {
 		granted = []string{}

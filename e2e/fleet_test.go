@@ -3,7 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -681,5 +683,147 @@ func TestFleetListenerKilled(t *testing.T) {
 	}
 	if fleetMetric(t, a, "caddy_canvas_scopes_db_reconnects_total") < 3 {
 		t.Error("fewer than 3 reconnects counted")
+	}
+}
+
+// fleetUsage reads GET /canvas_scopes/keys/<id>/usage as scope → counts.
+func fleetUsage(t *testing.T, in *instance, id string) map[string][2]uint64 {
+	t.Helper()
+	resp, body := in.do(mustReq(t, "GET", in.admin+"/canvas_scopes/keys/"+id+"/usage"))
+	var rep struct {
+		Used []struct {
+			Scope   string `json:"scope"`
+			Allowed uint64 `json:"allowed"`
+			Denied  uint64 `json:"denied"`
+		} `json:"used"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &rep) != nil {
+		t.Fatalf("usage: %d %s", resp.StatusCode, body)
+	}
+	got := map[string][2]uint64{}
+	for _, u := range rep.Used {
+		got[u.Scope] = [2]uint64{u.Allowed, u.Denied}
+	}
+	return got
+}
+
+// With the shared store, every instance writes its scope use to the
+// database in batches, and the usage API of either instance answers the
+// fleet-wide counts, exactly; an instance that stops writes what it
+// counted since its last batch on the way out.
+func TestFleetUsageIsFleetWide(t *testing.T) {
+	dsn := fleetDatabase(t, fleetKeys(vendorScopes, true))
+	up := newUpstream(t)
+	a := startFleetInstance(t, up, dsn, "")
+	b := startFleetInstance(t, up, dsn, "")
+	send := func(in *instance, target string, n, want int) {
+		t.Helper()
+		for range n {
+			if resp, _ := in.do(in.request("GET", target, fleetStaticToken, nil)); resp.StatusCode != want {
+				t.Fatalf("GET %s: %d, want %d", target, resp.StatusCode, want)
+			}
+		}
+	}
+	const courses, accounts = "url:GET|/api/v1/courses", "url:GET|/api/v1/accounts"
+	send(a, "/api/v1/courses", 7, 200)
+	send(a, "/api/v1/accounts", 3, 401)
+	send(b, "/api/v1/courses", 5, 200)
+	send(b, "/api/v1/accounts", 2, 401)
+	want := map[string][2]uint64{courses: {12, 0}, accounts: {0, 5}}
+	// Each instance writes every 5 s; both answer from the database.
+	deadline := time.Now().Add(15 * time.Second)
+	for _, in := range []*instance{a, b} {
+		for got := fleetUsage(t, in, "vendor-a"); !maps.Equal(got, want); got = fleetUsage(t, in, "vendor-a") {
+			if time.Now().After(deadline) {
+				t.Fatalf("usage on %s: %v, want the fleet's %v", in.admin, got, want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	// Counted once: another round of batches adds nothing.
+	time.Sleep(6 * time.Second)
+	for _, in := range []*instance{a, b} {
+		if got := fleetUsage(t, in, "vendor-a"); !maps.Equal(got, want) {
+			t.Fatalf("usage on %s after another batch: %v, want %v", in.admin, got, want)
+		}
+	}
+
+	// B stops right after more requests: its last batch is written on the
+	// way out, and A answers with it.
+	send(b, "/api/v1/courses", 4, 200)
+	if err := b.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.cmd.Process.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	want[courses] = [2]uint64{16, 0}
+	if got := fleetUsage(t, a, "vendor-a"); !maps.Equal(got, want) {
+		t.Fatalf("usage on A after B stopped: %v, want %v", got, want)
+	}
+}
+
+// A keys file with named scope sets, imported with the CLI, comes back
+// from db export with its sets and "@name" references; a gate on the
+// database lets a request through a scope the key holds only by a set.
+func TestFleetScopeSetsImportExport(t *testing.T) {
+	keys := fmt.Sprintf(`{
+  "scope_sets": {
+    "course-read": ["url:GET|/api/v1/courses", "url:GET|/api/v1/courses/:id"],
+    "sync": ["@course-read", "url:GET|/api/v1/courses/:course_id/assignments"]
+  },
+  "developer_keys": [
+    {"id": "vendor-a", "name": "Vendor A", "scopes": ["@sync"]}
+  ],
+  "tokens": [
+    {"sha256": "%s", "developer_key": "vendor-a", "label": "static", "scopes": ["@course-read"]}
+  ]
+}`, sha(fleetStaticToken))
+	dsn := fleetDatabase(t, keys)
+	exported, _ := mustCLI(t, "db", "export", "--database", dsn)
+	for _, want := range []string{`"sync": ["@course-read", "url:GET|/api/v1/courses/:course_id/assignments"]`,
+		`"scopes": ["@sync"]`, `"scopes": ["@course-read"]`} {
+		if !strings.Contains(exported, want) {
+			t.Fatalf("db export lacks %s:\n%s", want, exported)
+		}
+	}
+	// Imported again, the export changes nothing.
+	path := filepath.Join(t.TempDir(), "exported.json")
+	if err := os.WriteFile(path, []byte(exported), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, "db", "import", "--database", dsn, path)
+	if again, _ := mustCLI(t, "db", "export", "--database", dsn); again != exported {
+		t.Fatalf("export after re-importing the export differs:\n%s\n%s", exported, again)
+	}
+
+	in := startFleetInstance(t, newUpstream(t), dsn, "")
+	for target, want := range map[string]int{
+		"/api/v1/courses/7": 200, // through @course-read
+		"/api/v1/courses":   200,
+		// On the key (through @sync) but not on the token's set.
+		"/api/v1/courses/7/assignments": 401,
+		"/api/v1/accounts":              401,
+	} {
+		if resp, body := in.do(in.request("GET", target, fleetStaticToken, nil)); resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d: %s", target, resp.StatusCode, want, body)
+		}
+	}
+
+	// GET /canvas_scopes/keys lists the database's keys too.
+	resp, body := in.do(mustReq(t, "GET", in.admin+"/canvas_scopes/keys"))
+	var listed []struct {
+		Source     string              `json:"keys_file"`
+		ID         string              `json:"id"`
+		ScopeCount int                 `json:"scope_count"`
+		TokenCount int                 `json:"token_count"`
+		ScopeSets  map[string][]string `json:"scope_sets"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &listed) != nil {
+		t.Fatalf("GET /canvas_scopes/keys: %d %s", resp.StatusCode, body)
+	}
+	if len(listed) != 1 || listed[0].ID != "vendor-a" || !strings.HasPrefix(listed[0].Source, "database:") ||
+		listed[0].ScopeCount != 3 || listed[0].TokenCount != 1 || len(listed[0].ScopeSets["sync"]) != 3 || strings.Contains(string(body), dsn) {
+		t.Errorf("GET /canvas_scopes/keys on a database: %s", body)
 	}
 }

@@ -224,7 +224,8 @@ func servedFamilies(text string) map[string]bool {
 }
 
 // The metrics Caddy serves with every feature in use (decisions, OAuth
-// tokens, confinement look-ups) are exactly the README's table.
+// tokens, confinement look-ups, the shared database) are exactly the
+// README's table.
 func TestREADMEMetricsTableMatchesServedMetrics(t *testing.T) {
 	documented := readmeMetrics(t)
 	served := map[string]bool{}
@@ -249,6 +250,13 @@ func TestREADMEMetricsTableMatchesServedMetrics(t *testing.T) {
 	conf.do(conf.request("GET", "/api/v1/courses/10/enrollments", tokConfined, nil))
 	conf.do(conf.request("GET", "/api/v1/courses/10/enrollments", tokConfined, nil))
 	for name := range servedFamilies(scrape(t, conf)) {
+		served[name] = true
+	}
+
+	// A gate on a database serves the shared store's metrics.
+	db := startFleetInstance(t, newUpstream(t), fleetDatabase(t, fleetKeys(vendorScopes, true)), "")
+	status(t, db, fleetStaticToken)
+	for name := range servedFamilies(scrape(t, db)) {
 		served[name] = true
 	}
 

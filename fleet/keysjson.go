@@ -14,10 +14,33 @@ import (
 
 // WriteKeysFile writes kf in the keys file format (one entry per line,
 // default values left out), so that ParseKeysFile reads back the same
-// content.
+// content. Scope sets and the lists that name them (kf.Written) are
+// written as they were read, "@name" references and all.
 func WriteKeysFile(out io.Writer, kf *policy.KeysFile) error {
 	w := bufio.NewWriterSize(out, 1<<16)
-	w.WriteString("{\n  \"developer_keys\": [")
+	written := kf.Written
+	if written == nil {
+		written = &policy.WrittenScopes{}
+	}
+	// asWritten is the list as written if one was kept, else l.
+	asWritten := func(m map[int][]string, i int, l []string) []string {
+		if wl, ok := m[i]; ok {
+			return wl
+		}
+		return l
+	}
+	w.WriteString("{\n")
+	if len(written.Sets) > 0 {
+		w.WriteString("  \"scope_sets\": {")
+		for i, set := range written.Sets {
+			sep(w, i)
+			str(w, set.Name)
+			w.WriteString(": ")
+			list(w, set.Scopes)
+		}
+		w.WriteString("\n  },\n")
+	}
+	w.WriteString("  \"developer_keys\": [")
 	for i := range kf.DeveloperKeys {
 		k := &kf.DeveloperKeys[i]
 		sep(w, i)
@@ -29,7 +52,7 @@ func WriteKeysFile(out io.Writer, kf *policy.KeysFile) error {
 		}
 		if k.Scopes != nil || k.RequireScopes {
 			w.WriteString(`, "scopes": `)
-			list(w, k.Scopes)
+			list(w, asWritten(written.Keys, i, k.Scopes))
 		}
 		if !k.RequireScopes {
 			w.WriteString(`, "require_scopes": false`)
@@ -63,7 +86,7 @@ func WriteKeysFile(out io.Writer, kf *policy.KeysFile) error {
 		}
 		if k.UnconfinedScopes != nil {
 			w.WriteString(`, "unconfined_scopes": `)
-			list(w, k.UnconfinedScopes)
+			list(w, asWritten(written.KeysUnconfined, i, k.UnconfinedScopes))
 		}
 		w.WriteString("}")
 	}
@@ -82,7 +105,7 @@ func WriteKeysFile(out io.Writer, kf *policy.KeysFile) error {
 		}
 		if t.HasScopes {
 			w.WriteString(`, "scopes": `)
-			list(w, t.Scopes)
+			list(w, asWritten(written.Tokens, i, t.Scopes))
 		}
 		if !t.ExpiresAt.IsZero() {
 			w.WriteString(`, "expires_at": "`)
@@ -111,7 +134,7 @@ func WriteKeysFile(out io.Writer, kf *policy.KeysFile) error {
 		}
 		if c.Scopes != nil {
 			w.WriteString(`, "scopes": `)
-			list(w, c.Scopes)
+			list(w, asWritten(written.Clients, i, c.Scopes))
 		}
 		w.WriteString("}")
 	}

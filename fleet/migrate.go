@@ -98,6 +98,37 @@ ALTER TABLE canvas_scopes_keys
 	ADD COLUMN accounts          text[],
 	ADD COLUMN unconfined_scopes text[];
 `,
+	// 3: scope use per developer key and catalogue scope, added to by every
+	// instance in batches (never a path, never a token). Not part of the
+	// revisioned state: nothing syncs it, the admin API reads it.
+	`
+CREATE TABLE canvas_scopes_usage (
+	developer_key text        NOT NULL,
+	scope         text        NOT NULL,
+	allowed       bigint      NOT NULL DEFAULT 0 CHECK (allowed >= 0),
+	denied        bigint      NOT NULL DEFAULT 0 CHECK (denied >= 0),
+	first_seen    timestamptz NOT NULL,
+	last_seen     timestamptz NOT NULL,
+	PRIMARY KEY (developer_key, scope)
+);
+`,
+	// 4: named scope sets, kept as written so that db export gives the
+	// keys file back with its sets and "@name" references. The scopes
+	// columns keep holding the expansion (what the gate enforces); the
+	// *_written columns hold a list as written when it names a set.
+	`
+CREATE TABLE canvas_scopes_scope_sets (
+	name     text   PRIMARY KEY,
+	position bigint NOT NULL,
+	scopes   text[] NOT NULL -- as written, "@name" references included
+);
+ALTER TABLE canvas_scopes_keys
+	ADD COLUMN scopes_written            text[],
+	ADD COLUMN unconfined_scopes_written text[],
+	ADD COLUMN scope_sets                jsonb; -- the sets the key's scopes named, expanded (explain, the admin API)
+ALTER TABLE canvas_scopes_tokens ADD COLUMN scopes_written text[];
+ALTER TABLE canvas_scopes_clients ADD COLUMN scopes_written text[];
+`,
 }
 
 // SchemaVersion is the version Migrate brings a database to.

@@ -24,6 +24,10 @@ type KeysFile struct {
 	Clients       []Client
 	// ScopeSets are the named scope sets, expanded (see scopesets.go).
 	ScopeSets map[string][]string
+	// Written keeps the scope sets and the scope lists that name one as
+	// they were written (nil when the file has neither), so that the file
+	// can be written back with its sets (db export, the CLI's rewrites).
+	Written *WrittenScopes
 }
 
 // DeveloperKey mirrors a Canvas developer key: the scopes its tokens may
@@ -160,6 +164,7 @@ type parser struct {
 	setNodes map[string]*jsontree.Member
 	setNames []string
 	usedSets map[string]bool
+	written  *WrittenScopes
 }
 
 // line is the 1-based line of byte offset off. Every entry records its line,
@@ -284,6 +289,7 @@ func ParseKeysFile(name string, data []byte, opts ParseOptions) (*KeysFile, erro
 	})
 	p.crossCheck(kf)
 	kf.ScopeSets = p.sets
+	kf.Written = p.written
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
 		return nil, p.errs
@@ -439,6 +445,7 @@ func (p *parser) developerKey(n *jsontree.Node, at path) DeveloperKey {
 			hasScopes = true
 			scopesMember = m
 			p.usedSets = map[string]bool{}
+			p.noteWritten(writtenKey, at.i, v)
 			m.Value = p.expandSets(v, f, nil)
 			v = m.Value
 			k.ScopeSets = p.keyScopeSets()
@@ -450,6 +457,7 @@ func (p *parser) developerKey(n *jsontree.Node, at path) DeveloperKey {
 			k.Accounts = p.strings(v, f)
 		case "unconfined_scopes":
 			unconfinedNode = m
+			p.noteWritten(writtenKeyUnconfined, at.i, v)
 			m.Value = p.expandSets(v, f, nil)
 			k.UnconfinedScopes = p.strings(m.Value, f)
 		case "require_scopes":
@@ -555,6 +563,7 @@ func (p *parser) token(n *jsontree.Node, at path) Token {
 			t.Label = p.keep(p.str(v, f))
 		case "scopes":
 			t.HasScopes = true
+			p.noteWritten(writtenToken, at.i, v)
 			t.Scopes = p.scopes(p.expandSets(v, f, nil), f)
 		case "expires_at":
 			s := p.str(v, f)
@@ -600,6 +609,7 @@ func (p *parser) client(n *jsontree.Node, at path) Client {
 			}
 			c.TokenTTL = d
 		case "scopes":
+			p.noteWritten(writtenClient, at.i, v)
 			c.Scopes = p.scopes(p.expandSets(v, f, nil), f)
 		default:
 			return false

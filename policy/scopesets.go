@@ -58,6 +58,8 @@ func (p *parser) readScopeSets(data []byte) {
 			continue
 		}
 		p.setNodes[m.Name] = m
+		w := p.writtenFor()
+		w.Sets = append(w.Sets, NamedScopeSet{Name: m.Name, Scopes: writtenStrings(m.Value)})
 	}
 	p.sets = map[string][]string{}
 	names := make([]string, 0, len(p.setNodes))
@@ -188,4 +190,65 @@ func (p *parser) keyScopeSets() map[string][]string {
 		m[name] = p.sets[name]
 	}
 	return m
+}
+
+// WrittenScopes are a keys file's scope sets and the scope lists that
+// name a set, as written. The lists are indexed by the entry's position
+// in its section; lists without a reference are not kept (their expanded
+// form is the written one).
+type WrittenScopes struct {
+	Sets           []NamedScopeSet // in file order
+	Keys           map[int][]string
+	KeysUnconfined map[int][]string
+	Tokens         map[int][]string
+	Clients        map[int][]string
+}
+
+// NamedScopeSet is one entry of "scope_sets", as written.
+type NamedScopeSet struct {
+	Name   string
+	Scopes []string
+}
+
+// writtenFor returns p.written, made on first use: a file without sets
+// and references never allocates one.
+func (p *parser) writtenFor() *WrittenScopes {
+	if p.written == nil {
+		p.written = &WrittenScopes{Keys: map[int][]string{}, KeysUnconfined: map[int][]string{},
+			Tokens: map[int][]string{}, Clients: map[int][]string{}}
+	}
+	return p.written
+}
+
+// Which list noteWritten keeps.
+const (
+	writtenKey = iota
+	writtenKeyUnconfined
+	writtenToken
+	writtenClient
+)
+
+// noteWritten keeps list n of entry i as written, when it names a set.
+func (p *parser) noteWritten(list int, i int, n *jsontree.Node) {
+	if n == nil || n.Kind != jsontree.KindArray || !hasSetRef(n) {
+		return
+	}
+	w := p.writtenFor()
+	m := map[int]map[int][]string{writtenKey: w.Keys, writtenKeyUnconfined: w.KeysUnconfined, writtenToken: w.Tokens, writtenClient: w.Clients}[list]
+	m[i] = writtenStrings(n)
+}
+
+// writtenStrings copies the strings of array n (other kinds are reported
+// by the checks that read it).
+func writtenStrings(n *jsontree.Node) []string {
+	if n == nil || n.Kind != jsontree.KindArray {
+		return nil
+	}
+	out := make([]string, 0, len(n.Array))
+	for _, e := range n.Array {
+		if e.Kind == jsontree.KindString {
+			out = append(out, strings.Clone(e.Text))
+		}
+	}
+	return out
 }
