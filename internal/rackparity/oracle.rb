@@ -21,7 +21,7 @@ loop do
       env, refused = RackParity.env_from_http(Base64.strict_decode64(msg["head"]), Base64.strict_decode64(msg["body"] || ""))
       refused || RackParity.read(env)
     rescue StandardError => e
-      { "internal" => e.class.name, "message" => RackParity.text(e.message.to_s[0, 300]) }
+      { "internal" => e.class.name, "message" => RackParity.message_text(e.message) }
     end
   out = JSON.generate(answer)
   $stdout.write([out.bytesize].pack("N"), out)

@@ -41,7 +41,7 @@ module RackParity
       credential, source = credential(req, params)
       request_method, method, host, host_with_port = req.request_method, req.method, req.host, req.host_with_port
     rescue StandardError => e
-      return { "raised" => e.class.name, "message" => text(e.message.to_s[0, 300]), "env" => env_summary(env) }
+      return { "raised" => e.class.name, "message" => message_text(e.message), "env" => env_summary(env) }
     end
     # Only Rails' and Rack's own work above counts as a refusal; a failure
     # below is a bug of this file and reaches the caller.
@@ -95,6 +95,12 @@ module RackParity
       { "__file__" => text(v.original_filename.to_s), "content_type" => text(v.content_type.to_s) }
     else { "__object__" => v.class.name }
     end
+  end
+
+  # message_text is an error message for people: always a string, with
+  # bytes that are not UTF-8 replaced (the reading itself uses text).
+  def message_text(m)
+    m.to_s[0, 300].dup.force_encoding(Encoding::UTF_8).scrub("?")
   end
 
   def text(s)
