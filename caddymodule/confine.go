@@ -116,9 +116,9 @@ func (h *Handler) provisionConfine(ctx caddy.Context) error {
 	if !isPlaceholder(c.Token) {
 		return errors.New("canvas_scopes: canvas_api: token must be an {env.*} or {file.*} placeholder, so the secret is not in the config")
 	}
-	token, err := caddy.NewReplacer().ReplaceOrErr(c.Token, true, true)
-	if err != nil || token == "" {
-		return fmt.Errorf("canvas_scopes: canvas_api: token: %s is unknown or empty", c.Token)
+	token, err := resolveSecret(c.Token)
+	if err != nil {
+		return fmt.Errorf("canvas_scopes: canvas_api: token: %v", err)
 	}
 	api := confine.NewCanvasAPI(u.Scheme+"://"+u.Host, token, time.Duration(c.Timeout))
 	h.confiner = confine.New(api, time.Duration(c.CacheTTL), c.CacheSize)

@@ -129,9 +129,9 @@ func (h *Handler) provisionDatabase(ctx caddy.Context) error {
 	if dsnHasLiteralPassword(h.Database) {
 		return errors.New("canvas_scopes: database: the DSN carries a password; write it as {env.NAME} or {file.PATH} so it stays out of the config")
 	}
-	dsn, err := caddy.NewReplacer().ReplaceOrErr(h.Database, true, true)
+	dsn, err := resolveSecret(h.Database)
 	if err != nil {
-		return errors.New("canvas_scopes: database: a placeholder in the DSN cannot be resolved")
+		return fmt.Errorf("canvas_scopes: database: %v", err)
 	}
 	if _, err := fleet.ParseDSN(dsn); err != nil {
 		return fmt.Errorf("canvas_scopes: database: %v", err)

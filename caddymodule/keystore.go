@@ -175,16 +175,6 @@ func (ks *keystore) load(force bool) (changed bool, err error) {
 	return true, nil
 }
 
-// resolveSecret expands {env.*} and {file.*} in upstream_token. Errors name
-// the placeholder, never a value.
-func resolveSecret(s string) (string, error) {
-	v, err := caddy.NewReplacer().ReplaceOrErr(s, true, true)
-	if err != nil {
-		return "", fmt.Errorf("cannot resolve %s: %v", s, err)
-	}
-	return v, nil
-}
-
 // forEachKeystore visits every live keystore (for the admin API).
 func forEachKeystore(f func(*keystore)) {
 	keystores.Range(func(_, v any) bool {

@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,16 +101,11 @@ func (h *Handler) provisionOAuth(ctx caddy.Context) error {
 		h.oauth = nil
 		return nil
 	}
-	repl := caddy.NewReplacer()
 	keys := make([][]byte, 0, len(h.TokenSigningKeys))
 	for i, raw := range h.TokenSigningKeys {
-		v, err := repl.ReplaceOrErr(raw, true, true)
+		v, err := resolveSecret(raw)
 		if err != nil {
-			what := "its placeholder is unknown or empty"
-			if isPlaceholder(raw) {
-				what = raw + " is unknown or empty"
-			}
-			return fmt.Errorf("canvas_scopes: token_signing_keys: key %d cannot be resolved: %s", i+1, what)
+			return fmt.Errorf("canvas_scopes: token_signing_keys: key %d cannot be resolved: %v", i+1, err)
 		}
 		keys = append(keys, []byte(v))
 	}
@@ -133,9 +127,6 @@ func (h *Handler) provisionOAuth(ctx caddy.Context) error {
 	return nil
 }
 
-var placeholderRE = regexp.MustCompile(`^\{(env|file)\.[^{}]+\}$`)
-
-func isPlaceholder(s string) bool { return placeholderRE.MatchString(s) }
 
 // serveOAuth answers the gate's OAuth requests. It reports false, with the
 // request (and its body) untouched, for everything else: the caller then
