@@ -154,20 +154,12 @@ func (h *Handler) lookUpAccounts(ctx context.Context, f *gate.Facts, v *gate.Ver
 // out: the parameter, the id (bounded and escaped) and the account it
 // resolved to.
 func confinementFields(res *confine.Result) []zap.Field {
-	fields := []zap.Field{zap.String("parameter", excerpt(res.Ref.Param)),
-		zap.String("id", excerpt(res.Ref.ID)), zap.String("account", res.Account)}
+	fields := []zap.Field{zap.String("parameter", logExcerpt(res.Ref.Param)),
+		zap.String("id", logExcerpt(res.Ref.ID)), zap.String("account", res.Account)}
 	if res.Err != nil {
 		fields = append(fields, zap.String("error", res.Err.Error()))
 	}
 	return fields
-}
-
-// excerpt bounds and escapes request data for a log line.
-func excerpt(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "…"
-	}
-	return strings.ToValidUTF8(fmt.Sprintf("%q", s), "?")
 }
 
 // Confinement metrics.
@@ -264,7 +256,7 @@ func explainConfinement(key *policy.Key, scope, canonical string, insp *params.I
 		if i > 0 {
 			b.WriteString(",")
 		}
-		fmt.Fprintf(&b, " %s %s (%s)", ref.Kind, excerpt(ref.ID), excerpt(ref.Param))
+		fmt.Fprintf(&b, " %s %q (%q)", ref.Kind, logExcerpt(ref.ID), logExcerpt(ref.Param))
 	}
 	b.WriteString(", each of which must lie inside those accounts")
 	return b.String()

@@ -19,7 +19,7 @@ const (
 	msgRefusedPathPrefix = "refused path: "
 	msgRefusedPath       = msgRefusedPathPrefix + "Canvas's stack could read it differently from the gate"
 	msgRefusedPathBytes  = msgRefusedPathPrefix + "it contains characters that must be percent-encoded"
-	maxLoggedPathExcerpt = 64
+	maxLoggedExcerpt = 64
 )
 
 var refusedPathMessages = func() map[matcher.Reason]string {
@@ -32,10 +32,10 @@ var refusedPathMessages = func() map[matcher.Reason]string {
 
 // pathRefusal is the refusal for a path Canonicalize or setCanonicalPath
 // would not accept, with log fields that carry the reason, the offset and
-// at most maxLoggedPathExcerpt bytes of the path, escaped.
+// at most maxLoggedExcerpt bytes of the path, escaped.
 func pathRefusal(path string, err error) (*gate.Refusal, []zap.Field) {
 	msg := msgRefusedPath
-	extra := []zap.Field{zap.Int("path_length", len(path)), zap.String("path_excerpt", pathExcerpt(path))}
+	extra := []zap.Field{zap.Int("path_length", len(path)), zap.String("path_excerpt", logExcerpt(path))}
 	var pe *matcher.PathError
 	if errors.As(err, &pe) {
 		if m, ok := refusedPathMessages[pe.Reason]; ok {
@@ -48,11 +48,12 @@ func pathRefusal(path string, err error) (*gate.Refusal, []zap.Field) {
 	return &gate.Refusal{Status: http.StatusBadRequest, Message: msg}, extra
 }
 
-// pathExcerpt returns at most maxLoggedPathExcerpt bytes of p, with every
+// logExcerpt returns at most maxLoggedExcerpt bytes of request data for a
+// log line (a refused path, a confinement parameter or id), with every
 // byte outside printable ASCII, and '"' and '\', percent-escaped.
-func pathExcerpt(p string) string {
-	if len(p) > maxLoggedPathExcerpt {
-		p = p[:maxLoggedPathExcerpt]
+func logExcerpt(p string) string {
+	if len(p) > maxLoggedExcerpt {
+		p = p[:maxLoggedExcerpt]
 	}
 	const hexDigits = "0123456789ABCDEF"
 	var b strings.Builder

@@ -65,7 +65,7 @@ func TestRefusedPathIsNotEchoed(t *testing.T) {
 				t.Errorf("logged reason %q, want %q", reason, c.wantMsg)
 			}
 			excerpt, _ := fields["path_excerpt"].(string)
-			if len(excerpt) == 0 || len(excerpt) > 3*maxLoggedPathExcerpt {
+			if len(excerpt) == 0 || len(excerpt) > 3*maxLoggedExcerpt {
 				t.Errorf("logged excerpt is %d bytes", len(excerpt))
 			}
 			if strings.ContainsAny(excerpt, "\"\\ ") {
@@ -75,7 +75,7 @@ func TestRefusedPathIsNotEchoed(t *testing.T) {
 				if s, ok := v.(string); ok && k != "path_excerpt" && strings.Contains(s, marker) {
 					t.Errorf("log field %s carries the path", k)
 				}
-				if s, ok := v.(string); ok && len(s) > 3*maxLoggedPathExcerpt {
+				if s, ok := v.(string); ok && len(s) > 3*maxLoggedExcerpt {
 					t.Errorf("log field %s is %d bytes", k, len(s))
 				}
 			}
@@ -87,10 +87,10 @@ func TestPathExcerpt(t *testing.T) {
 	for in, want := range map[string]string{
 		"/api/v1/courses":       "/api/v1/courses",
 		"/a\"b\\c d\x00\xff":    "/a%22b%5Cc%20d%00%FF",
-		strings.Repeat("y", 90): strings.Repeat("y", maxLoggedPathExcerpt),
+		strings.Repeat("y", 90): strings.Repeat("y", maxLoggedExcerpt),
 	} {
-		if got := pathExcerpt(in); got != want {
-			t.Errorf("pathExcerpt(%q) = %q, want %q", in, got, want)
+		if got := logExcerpt(in); got != want {
+			t.Errorf("logExcerpt(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
