@@ -127,7 +127,6 @@ func (h *Handler) provisionOAuth(ctx caddy.Context) error {
 	return nil
 }
 
-
 // serveOAuth answers the gate's OAuth requests. It reports false, with the
 // request (and its body) untouched, for everything else: the caller then
 // carries on as for any request.

@@ -19,7 +19,7 @@ const (
 	msgRefusedPathPrefix = "refused path: "
 	msgRefusedPath       = msgRefusedPathPrefix + "Canvas's stack could read it differently from the gate"
 	msgRefusedPathBytes  = msgRefusedPathPrefix + "it contains characters that must be percent-encoded"
-	maxLoggedExcerpt = 64
+	maxLoggedExcerpt     = 64
 )
 
 var refusedPathMessages = func() map[matcher.Reason]string {
