@@ -42,10 +42,7 @@ func readInspectableBody(r *http.Request, ct string, max int64) ([]byte, params.
 		return nil, kind, http.StatusBadRequest, errors.New("could not read the request body")
 	}
 	if int64(len(data)) > max {
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(data), r.Body), r.Body}
+		r.Body = &rewoundBody{Reader: io.MultiReader(bytes.NewReader(data), r.Body), Closer: r.Body}
 		return nil, kind, http.StatusRequestEntityTooLarge, tooLarge()
 	}
 	_ = r.Body.Close()
@@ -87,3 +84,31 @@ func (*bufferedBody) Close() error { return nil }
 
 // errPathEscapes is setCanonicalPath's refusal; it carries no path bytes.
 var errPathEscapes = errors.New("the canonical path is not what Go would forward")
+
+// peekBody reads up to max bytes of the body and puts everything back, so
+// a request the gate does not answer goes on unchanged. ok is false when
+// the body is larger than max or unreadable.
+func peekBody(r *http.Request, max int64) ([]byte, bool) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, true
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	r.Body = &rewoundBody{Reader: io.MultiReader(bytes.NewReader(buf), r.Body), Closer: r.Body}
+	if err != nil || int64(len(buf)) > max {
+		return nil, false
+	}
+	return buf, true
+}
+
+type rewoundBody struct {
+	io.Reader
+	io.Closer
+}
+
+func readAllLimited(r *http.Request, max int64) ([]byte, bool) {
+	if r.Body == nil {
+		return nil, true
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	return buf, err == nil && int64(len(buf)) <= max
+}

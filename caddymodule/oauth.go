@@ -7,12 +7,10 @@ package caddymodule
 // (registered ids only) and the token's short id (a jti prefix).
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -374,15 +372,12 @@ func writeOAuthError(w http.ResponseWriter, e *oauth.Error) {
 	writeOAuthJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Description})
 }
 
+// writeOAuthJSON is writeJSON with the no-cache header RFC 6749 asks of
+// token responses.
 func writeOAuthJSON(w http.ResponseWriter, status int, v any) {
 	body, _ := json.Marshal(v)
-	hd := w.Header()
-	hd.Set("Content-Type", jsonContentType)
-	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("Pragma", "no-cache")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, status, body, false)
 }
 
 // clientAddr is the client IP as Caddy determined it (honouring
@@ -408,34 +403,6 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-}
-
-// peekBody reads up to max bytes of the body and puts everything back, so
-// a request the gate does not answer goes on unchanged. ok is false when
-// the body is larger than max or unreadable.
-func peekBody(r *http.Request, max int64) ([]byte, bool) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, true
-	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, max+1))
-	r.Body = &rewoundBody{Reader: io.MultiReader(bytes.NewReader(buf), r.Body), Closer: r.Body}
-	if err != nil || int64(len(buf)) > max {
-		return nil, false
-	}
-	return buf, true
-}
-
-type rewoundBody struct {
-	io.Reader
-	io.Closer
-}
-
-func readAllLimited(r *http.Request, max int64) ([]byte, bool) {
-	if r.Body == nil {
-		return nil, true
-	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, max+1))
-	return buf, err == nil && int64(len(buf)) <= max
 }
 
 // Answers at Canvas's token endpoint for a substituted credential. They
