@@ -16,14 +16,15 @@ import (
 // has answered the request already.
 func (h *Handler) read(w http.ResponseWriter, r *http.Request, rq *request) (answered bool, err error) {
 	f := &rq.facts
-	// r.Host is checked by hardenRequest (validHost, forwardedHostsMatch)
-	// before anything reads it: it is the host Rails will read.
-	f.Method, f.Host, f.Now = r.Method, r.Host, rq.start // expiry is judged at arrival
+	f.Method, f.Now = r.Method, rq.start // expiry is judged at arrival
 	headers, status, msg := hardenRequest(r)
 	if status != 0 {
 		f.Refusal = &gate.Refusal{Status: status, Message: msg, Always: isHardRefusal(msg)}
 		return false, nil
 	}
+	// hardenRequest checked r.Host (validHost, forwardedHostsMatch): it is
+	// the host Rails will read.
+	f.Host = r.Host
 	escaped := r.URL.EscapedPath()
 	canonical, err := matcher.Canonicalize(escaped)
 	if err != nil {
